@@ -1,0 +1,128 @@
+"""The composition root: settings -> core -> Telegram application, scheduler and handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.error import InvalidToken, NetworkError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    TypeHandler,
+)
+
+from bot import texts
+from bot.core import Core
+from bot.errors import ConfigError, Unreachable
+from bot.settings import HOW_TO_GET_A_TOKEN, Settings
+from handlers import basic, operations, status
+from handlers.access import AccessGuard
+from handlers.context import CamreachContext, attach_core
+from jobs.scheduler import schedule_jobs
+
+log = logging.getLogger(__name__)
+
+App = Application[Any, CamreachContext, Any, Any, Any, Any]
+
+
+def build_application(settings: Settings, core: Core) -> App:
+    token = settings.require_bot_token()
+    admins = settings.require_admins()
+    builder = (
+        Application.builder()
+        .token(token)
+        .context_types(ContextTypes(context=CamreachContext))
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(True)
+    )
+    if settings.telegram_api_base_url:
+        base = settings.telegram_api_base_url
+        builder = builder.base_url(base).base_file_url(_file_url(base))
+    app: App = builder.build()
+    attach_core(app, core)
+    guard = AccessGuard(admins)
+    app.add_handler(TypeHandler(Update, guard), group=-1)
+    app.add_handler(CommandHandler(["start", "help"], basic.start))
+    app.add_handler(CommandHandler("status", status.status))
+    app.add_handler(
+        CallbackQueryHandler(operations.on_retry, pattern=f"^{operations.RETRY_PREFIX}")
+    )
+    for handler in _feature_handlers():
+        app.add_handler(handler)
+    app.add_error_handler(basic.on_error)
+    assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
+    schedule_jobs(app.job_queue, core.sessions)
+    return app
+
+
+def _feature_handlers() -> list[Any]:
+    from handlers import flash
+
+    return [flash.build_flash_conversation()]
+
+
+def _file_url(base: str) -> str:
+    """``http://host/bot`` -> ``http://host/file/bot`` (how the Bot API lays out files)."""
+    return base[: -len("bot")] + "file/bot" if base.endswith("bot") else base.rstrip("/") + "/file/bot"
+
+
+async def on_startup(app: App, core: Core) -> None:
+    await app.bot.set_my_commands([BotCommand(name, desc) for name, desc in texts.COMMANDS])
+    interrupted = await core.operations.recover_interrupted()
+    if interrupted:
+        await operations.announce_interrupted(app.bot, core.settings.admins, interrupted)
+
+
+async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set), then shut down cleanly."""
+    settings.require_bot_token()
+    settings.require_admins()
+    core = await Core.open(settings)
+    try:
+        app = build_application(settings, core)
+        try:
+            await app.initialize()
+        except InvalidToken as exc:
+            raise ConfigError("Telegram rejected TELEGRAM_BOT_TOKEN. " + HOW_TO_GET_A_TOKEN) from exc
+        except NetworkError as exc:
+            raise Unreachable(
+                "Cannot reach the Telegram Bot API. Check this machine's internet connection"
+                " (and TELEGRAM_API_BASE_URL if you set it), then start camreach again."
+            ) from exc
+        try:
+            await _serve(app, core, stop or _signal_event())
+        finally:
+            await app.shutdown()
+    finally:
+        await core.close()
+
+
+async def _serve(app: App, core: Core, stop: asyncio.Event) -> None:
+    await on_startup(app, core)
+    assert app.updater is not None
+    await app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+    await app.start()
+    log.info("camreach is running as @%s", app.bot.username)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await app.updater.stop()
+        # Interrupt running operations while the bot can still edit their messages.
+        await core.operations.shutdown()
+        await app.stop()
+
+
+def _signal_event() -> asyncio.Event:
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, event.set)
+    return event

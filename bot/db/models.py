@@ -1,0 +1,242 @@
+"""Database models. Every timestamp is UTC; secrets live only in ``Secret`` (encrypted)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from bot.db.types import UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Site(Timestamped, Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    # The validated site file as JSON: the desired state; other tables hold the actual state.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    droplet: Mapped[Droplet | None] = relationship(back_populates="site", cascade="all")
+    router: Mapped[Router | None] = relationship(back_populates="site", cascade="all")
+    modem: Mapped[Modem | None] = relationship(back_populates="site", cascade="all")
+    cameras: Mapped[list[Camera]] = relationship(
+        back_populates="site", cascade="all, delete-orphan", order_by="Camera.name"
+    )
+    peers: Mapped[list[VpnPeer]] = relationship(
+        back_populates="site", cascade="all, delete-orphan", order_by="VpnPeer.id"
+    )
+
+
+class Droplet(Timestamped, Base):
+    __tablename__ = "droplets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), unique=True)
+    do_id: Mapped[int | None] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(100))
+    region: Mapped[str] = mapped_column(String(32))
+    size: Mapped[str] = mapped_column(String(64))
+    image: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default="planned")
+    public_ipv4: Mapped[str | None] = mapped_column(String(45))
+    price_monthly: Mapped[float | None] = mapped_column(Float)
+    # Pinned on first contact; a different key later is refused.
+    ssh_host_key: Mapped[str | None] = mapped_column(Text)
+
+    site: Mapped[Site] = relationship(back_populates="droplet")
+
+
+class Router(Timestamped, Base):
+    __tablename__ = "routers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer, default=22)
+    user: Mapped[str] = mapped_column(String(64), default="root")
+    ssh_host_key: Mapped[str | None] = mapped_column(Text)
+    key_installed: Mapped[bool] = mapped_column(Boolean, default=False)
+    openwrt_release: Mapped[str | None] = mapped_column(String(64))
+    board: Mapped[str | None] = mapped_column(String(128))
+    arch: Mapped[str | None] = mapped_column(String(64))
+    last_push_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    site: Mapped[Site] = relationship(back_populates="router")
+
+
+class Modem(Timestamped, Base):
+    __tablename__ = "modems"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), unique=True)
+    protocol: Mapped[str] = mapped_column(String(16), default="auto")
+    apn: Mapped[str | None] = mapped_column(String(100))
+    usb_id: Mapped[str | None] = mapped_column(String(9))
+    model: Mapped[str | None] = mapped_column(String(128))
+    mode: Mapped[str | None] = mapped_column(String(32))
+    device: Mapped[str | None] = mapped_column(String(64))
+
+    site: Mapped[Site] = relationship(back_populates="modem")
+
+
+class PeerKind(enum.StrEnum):
+    SERVER = "server"
+    ROUTER = "router"
+    PHONE = "phone"
+
+
+class VpnPeer(Timestamped, Base):
+    __tablename__ = "vpn_peers"
+    __table_args__ = (
+        UniqueConstraint("site_id", "name", name="uq_vpn_peers_site_name"),
+        UniqueConstraint("site_id", "tunnel_address", name="uq_vpn_peers_site_address"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[PeerKind] = mapped_column(
+        Enum(PeerKind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
+    tunnel_address: Mapped[str] = mapped_column(String(45))
+    public_key: Mapped[str] = mapped_column(String(64))
+    # Name of the Secret holding the private key; None when camreach never saw it.
+    private_key_secret: Mapped[str | None] = mapped_column(String(128))
+
+    site: Mapped[Site] = relationship(back_populates="peers")
+
+
+class Camera(Timestamped, Base):
+    __tablename__ = "cameras"
+    __table_args__ = (UniqueConstraint("site_id", "name", name="uq_cameras_site_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer, default=80)
+    user: Mapped[str] = mapped_column(String(64))
+    password_env: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32), default="hikvision")
+
+    site: Mapped[Site] = relationship(back_populates="cameras")
+
+
+class Secret(Timestamped, Base):
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CheckResult(Base):
+    __tablename__ = "check_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    target: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    target: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    recovery_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    summary: Mapped[str | None] = mapped_column(Text)
+
+
+class OpState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+ACTIVE_STATES = (OpState.QUEUED, OpState.RUNNING)
+
+
+class Operation(Base):
+    __tablename__ = "operations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    site_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sites.id", ondelete="SET NULL"), index=True
+    )
+    state: Mapped[OpState] = mapped_column(
+        Enum(OpState, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=OpState.QUEUED,
+        index=True,
+    )
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    requested_by: Mapped[int | None] = mapped_column(BigInteger)
+    # Where progress is shown: one Telegram message edited in place.
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    username: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), default="telegram")
+    action: Mapped[str] = mapped_column(String(128))
+    site_name: Mapped[str | None] = mapped_column(String(63))
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)

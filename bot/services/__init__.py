@@ -1,0 +1,1 @@
+"""Core operations, each callable from the CLI and from Telegram handlers alike."""

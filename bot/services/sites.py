@@ -1,0 +1,222 @@
+"""Storing sites from their YAML spec, and reading back what the database knows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from bot.db.models import Camera, Incident, Modem, Operation, Router, Site
+from bot.errors import NotFound
+from bot.site import SiteSpec
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    site: str
+    action: Literal["created", "updated", "unchanged"]
+    changes: list[str]
+    dry_run: bool
+
+
+def spec_diff(old: Any, new: Any, path: str = "") -> list[str]:
+    """Human-readable differences between two JSON documents, one line per changed leaf."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            lines += spec_diff(old.get(key), new.get(key), sub)
+        return lines
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [ln for i, (a, b) in enumerate(zip(old, new, strict=True))
+                for ln in spec_diff(a, b, f"{path}.{i}")]
+    if old == new:
+        return []
+    return [f"{path}: {_short(old)} → {_short(new)}"]
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+async def apply_site(
+    sessions: async_sessionmaker[AsyncSession], spec: SiteSpec, *, dry_run: bool = False
+) -> ApplyResult:
+    """Create or update the stored site; with ``dry_run`` report the changes and write nothing."""
+    new = spec.to_json()
+    async with sessions() as s, s.begin():
+        site = await _load(s, spec.name)
+        if site is None:
+            result = ApplyResult(spec.name, "created", spec_diff({}, new), dry_run)
+            if not dry_run:
+                site = Site(name=spec.name, spec=new)
+                s.add(site)
+                _mirror(site, spec)
+            return result
+        changes = spec_diff(site.spec, new)
+        if not changes:
+            return ApplyResult(spec.name, "unchanged", [], dry_run)
+        if not dry_run:
+            site.spec = new
+            _mirror(site, spec)
+        return ApplyResult(spec.name, "updated", changes, dry_run)
+
+
+def _mirror(site: Site, spec: SiteSpec) -> None:
+    """Keep the per-device rows in step with the spec (actual-state columns are kept)."""
+    r = spec.router
+    if site.router is None:
+        site.router = Router(host=r.host, port=r.port, user=r.user)
+    else:
+        if (site.router.host, site.router.port) != (r.host, r.port):
+            site.router.ssh_host_key = None  # a different machine: pin afresh
+        site.router.host, site.router.port, site.router.user = r.host, r.port, r.user
+    m = spec.modem
+    if site.modem is None:
+        site.modem = Modem(protocol=m.protocol, apn=m.apn)
+    else:
+        site.modem.protocol, site.modem.apn = m.protocol, m.apn
+    by_name = {c.name: c for c in site.cameras}
+    wanted = []
+    for cam in spec.cameras:
+        row = by_name.get(cam.name) or Camera(name=cam.name)
+        row.host, row.port, row.user = str(cam.host), cam.port, cam.user
+        row.password_env, row.kind = cam.password_env, cam.kind
+        wanted.append(row)
+    site.cameras = wanted
+
+
+async def _load(s: AsyncSession, name: str) -> Site | None:
+    q = select(Site).where(Site.name == name).options(*_EAGER)
+    return (await s.execute(q)).scalar_one_or_none()
+
+
+_EAGER = (
+    selectinload(Site.droplet),
+    selectinload(Site.router),
+    selectinload(Site.modem),
+    selectinload(Site.cameras),
+    selectinload(Site.peers),
+)
+
+
+async def get_spec(sessions: async_sessionmaker[AsyncSession], name: str) -> SiteSpec:
+    async with sessions() as s:
+        site = (await s.execute(select(Site).where(Site.name == name))).scalar_one_or_none()
+    if site is None:
+        raise NotFound(f"There is no site named {name!r}. `camreach site list` shows them.")
+    return SiteSpec.model_validate(site.spec)
+
+
+@dataclass(frozen=True)
+class LastOperation:
+    id: int
+    kind: str
+    state: str
+    message: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    """What the database knows about one site; ``to_json`` keys are a documented interface."""
+
+    name: str
+    droplet: dict[str, Any] | None
+    router: dict[str, Any]
+    modem: dict[str, Any]
+    cameras: list[str]
+    peers: int
+    open_incidents: int
+    last_operation: LastOperation | None
+    updated_at: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("extra")
+        return data
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+async def site_statuses(
+    sessions: async_sessionmaker[AsyncSession], name: str | None = None
+) -> list[SiteStatus]:
+    """One status per site (or just ``name``), sorted by name, in three queries."""
+    async with sessions() as s:
+        q = select(Site).options(*_EAGER).order_by(Site.name)
+        if name is not None:
+            q = q.where(Site.name == name)
+        sites = list((await s.execute(q)).scalars())
+        if name is not None and not sites:
+            raise NotFound(f"There is no site named {name!r}. `camreach site list` shows them.")
+        ids = [site.id for site in sites]
+        latest = (
+            select(Operation.site_id, func.max(Operation.id).label("op_id"))
+            .where(Operation.site_id.in_(ids))
+            .group_by(Operation.site_id)
+            .subquery()
+        )
+        ops = {
+            op.site_id: op
+            for op in (
+                await s.execute(select(Operation).join(latest, Operation.id == latest.c.op_id))
+            ).scalars()
+        }
+        counts = await s.execute(
+            select(Incident.site_id, func.count())
+            .where(Incident.site_id.in_(ids), Incident.ended_at.is_(None))
+            .group_by(Incident.site_id)
+        )
+        incidents: dict[int, int] = {site_id: n for site_id, n in counts.all()}
+    return [_status(site, ops.get(site.id), incidents.get(site.id, 0)) for site in sites]
+
+
+def _status(site: Site, op: Operation | None, open_incidents: int) -> SiteStatus:
+    d = site.droplet
+    r = site.router
+    m = site.modem
+    return SiteStatus(
+        name=site.name,
+        droplet=None
+        if d is None
+        else {
+            "status": d.status,
+            "region": d.region,
+            "size": d.size,
+            "public_ipv4": d.public_ipv4,
+            "price_monthly": d.price_monthly,
+        },
+        router={
+            "host": r.host if r else None,
+            "openwrt_release": r.openwrt_release if r else None,
+            "last_push_at": _iso(r.last_push_at) if r else None,
+        },
+        modem={
+            "protocol": m.protocol if m else None,
+            "apn": m.apn if m else None,
+            "model": m.model if m else None,
+        },
+        cameras=[c.name for c in site.cameras],
+        peers=len(site.peers),
+        open_incidents=open_incidents,
+        last_operation=None
+        if op is None
+        else LastOperation(op.id, op.kind, op.state.value, op.message, _iso(op.finished_at)),
+        updated_at=_iso(site.updated_at) or "",
+    )
+
+
+async def list_site_names(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
+    async with sessions() as s:
+        return list((await s.execute(select(Site.name).order_by(Site.name))).scalars())

@@ -1,0 +1,58 @@
+"""Only admins are obeyed; strangers get one refusal an hour that shows their user id."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from telegram import Update
+from telegram.ext import ApplicationHandlerStop
+
+from bot import texts
+from bot.services.audit import Actor
+from handlers.context import CamreachContext
+
+REFUSAL_INTERVAL = 3600.0
+
+
+class AccessGuard:
+    """Runs before every other handler (group -1) and stops updates from non-admins."""
+
+    def __init__(
+        self, admins: frozenset[int], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._admins = admins
+        self._clock = clock
+        self._last_refusal: dict[int, float] = {}
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self._admins
+
+    async def __call__(self, update: Update, context: CamreachContext) -> None:
+        user = update.effective_user
+        if user is not None and user.id in self._admins:
+            return
+        if user is None:  # channel posts and the like: nobody to obey
+            raise ApplicationHandlerStop
+        query = update.callback_query
+        if query is not None:
+            # Always answer, or the stranger's client shows a spinner forever.
+            await query.answer(texts.CALLBACK_REFUSAL, show_alert=True)
+        now = self._clock()
+        last = self._last_refusal.get(user.id)
+        if last is None or now - last >= REFUSAL_INTERVAL:
+            self._last_refusal[user.id] = now
+            if query is None and update.effective_message is not None:
+                await update.effective_message.reply_text(texts.refusal(user.id))
+            what = "callback" if query is not None else _describe(update)
+            await context.core.audit.record(
+                Actor(user.id, user.username), f"refused {what}", "refused"
+            )
+        raise ApplicationHandlerStop
+
+
+def _describe(update: Update) -> str:
+    msg = update.effective_message
+    if msg is not None and msg.text and msg.text.startswith("/"):
+        return msg.text.split()[0][:64]
+    return "message"

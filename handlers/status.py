@@ -1,0 +1,15 @@
+"""/status: what camreach knows about each site."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot import texts
+from handlers.context import CamreachContext
+
+
+async def status(update: Update, context: CamreachContext) -> None:
+    assert update.effective_message is not None
+    name = context.args[0] if context.args else None
+    statuses = await context.core.statuses(name)
+    await update.effective_message.reply_text(texts.site_status_text(statuses))
