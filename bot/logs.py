@@ -8,7 +8,7 @@ import re
 # Telegram bot tokens (``123456:AA...``) and DigitalOcean tokens (``dop_v1_...``) by shape,
 # so they are masked even before camreach knows the exact value.
 _PATTERNS = [
-    re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b"),
+    re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}"),
     re.compile(r"\bdo[por]_v1_[a-f0-9]{20,}\b"),
 ]
 

@@ -13,6 +13,8 @@ from cryptography.fernet import Fernet
 from bot.core import Core
 from bot.settings import Settings
 
+pytest_plugins = ("tests.infra.droplet_host",)
+
 POSTGRES_URL = os.environ.get("CAMREACH_TEST_POSTGRES_URL")
 ADMIN_ID = 1001
 STRANGER_ID = 2002
