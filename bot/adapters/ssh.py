@@ -1,0 +1,202 @@
+"""SSH to the droplet and the router: pinned host keys, timeouts, typed errors.
+
+Every connection goes through :func:`ssh_session`. With a pinned key the server must present
+exactly that key; without one (first contact) any key is accepted and reported back as
+``conn.host_key`` so the caller can pin it. Library errors become camreach errors here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+
+import asyncssh
+
+from bot.errors import AuthRejected, CamreachError, HostKeyMismatch, RemoteFailed, Unreachable
+
+__all__ = [
+    "CommandResult",
+    "SshConnection",
+    "SshTarget",
+    "generate_client_key",
+    "public_key_line",
+    "ssh_errors",
+    "ssh_session",
+]
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where and how to log in. ``label`` names the machine in messages ("the router")."""
+
+    host: str
+    port: int = 22
+    user: str = "root"
+    label: str = "the host"
+    pinned_host_key: str | None = None
+    client_key: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+
+    @property
+    def where(self) -> str:
+        return f"{self.label} ({self.host}:{self.port})"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    stdout: str
+    stderr: str
+    exit_status: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+def public_key_line(key: asyncssh.SSHKey) -> str:
+    """``ssh-ed25519 AAAA...`` without a comment: the form pinned in the database."""
+    data: bytes = key.export_public_key("openssh")
+    return " ".join(data.decode().split()[:2])
+
+
+def generate_client_key() -> str:
+    """A fresh ed25519 private key in OpenSSH format (camreach's own identity)."""
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="camreach")
+    data: bytes = key.export_private_key("openssh")
+    return data.decode()
+
+
+class SshConnection:
+    """A live connection with the server's host key and a ``run`` that maps errors."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, target: SshTarget) -> None:
+        self.raw = conn
+        self.target = target
+        key = conn.get_server_host_key()
+        self.host_key = public_key_line(key) if key is not None else ""
+
+    async def run(
+        self,
+        command: str,
+        *,
+        input: str | bytes | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run ``command`` (already quoted by the caller) with a timeout."""
+        limit = timeout if timeout is not None else self.target.command_timeout
+        with ssh_errors(self.target, command):
+            proc = await self.raw.run(
+                command, input=input, check=False, timeout=limit,
+                encoding=None if isinstance(input, bytes) else "utf-8",
+            )
+        out, err = proc.stdout or "", proc.stderr or ""
+        if isinstance(out, bytes):
+            out = out.decode(errors="replace")
+        if isinstance(err, bytes):
+            err = err.decode(errors="replace")
+        status = proc.exit_status if proc.exit_status is not None else -1
+        result = CommandResult(str(out), str(err), status)
+        if check and not result.ok:
+            raise RemoteFailed(
+                f"A command failed on {self.target.where} (exit status {status}).",
+                detail=f"{_first_word(command)}: {result.stderr.strip()[:500]}",
+            )
+        return result
+
+    async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        """Write a file atomically (temp file + mv) through the shell; no SFTP needed."""
+        tmp = f"{path}.camreach-tmp"
+        q, qt = shlex.quote(path), shlex.quote(tmp)
+        await self.run(
+            f"umask 077 && cat > {qt} && chmod {mode:o} {qt} && mv -f {qt} {q}", input=data
+        )
+
+    async def read_file(self, path: str) -> str | None:
+        res = await self.run(f"cat {shlex.quote(path)}", check=False)
+        return res.stdout if res.ok else None
+
+
+def _first_word(command: str) -> str:
+    return command.strip().split(" ", 1)[0][:40]
+
+
+@contextmanager
+def ssh_errors(target: SshTarget, command: str | None = None) -> Iterator[None]:
+    """Map asyncssh/OS errors to camreach errors, most specific first, cause chained."""
+    try:
+        yield
+    except CamreachError:
+        raise
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise HostKeyMismatch(
+            f"The SSH host key of {target.where} is not the one camreach pinned. If you "
+            "reinstalled or replaced it, clear the pinned key on purpose; otherwise someone may "
+            "be intercepting the connection. Nothing was sent."
+        ) from exc
+    except asyncssh.PermissionDenied as exc:
+        raise AuthRejected(
+            f"{target.where} refused the login for {target.user!r}. Check the password or key "
+            "(the password comes from the environment variable named in the site file)."
+        ) from exc
+    except asyncssh.ProcessError as exc:  # pragma: no cover - run() uses check=False
+        raise RemoteFailed(f"A command failed on {target.where}.") from exc
+    except (TimeoutError, asyncssh.TimeoutError) as exc:
+        what = f"`{_first_word(command)}`" if command else "connecting"
+        raise Unreachable(
+            f"{target.where} did not answer in time ({what}). Is it powered and online?"
+        ) from exc
+    except (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.ChannelOpenError) as exc:
+        raise Unreachable(
+            f"The SSH connection to {target.where} was lost ({exc.reason}). Try again when it "
+            "is back online."
+        ) from exc
+    except OSError as exc:
+        raise Unreachable(
+            f"Cannot connect to {target.where}: {exc.strerror or exc}. Check the address, that "
+            "SSH is running, and the network in between."
+        ) from exc
+
+
+@asynccontextmanager
+async def ssh_session(
+    target: SshTarget, *, tunnel: SshConnection | None = None
+) -> AsyncIterator[SshConnection]:
+    """Open a connection (optionally through another one, e.g. the droplet as jump host)."""
+    known_hosts: object = None
+    if target.pinned_host_key:
+        pinned = asyncssh.import_public_key(target.pinned_host_key)
+        known_hosts = ([pinned], [], [])
+    keys = [asyncssh.import_private_key(target.client_key)] if target.client_key else []
+    with ssh_errors(target):
+        conn = await asyncio.wait_for(
+            asyncssh.connect(
+                target.host,
+                target.port,
+                username=target.user,
+                password=target.password,
+                client_keys=keys,
+                known_hosts=known_hosts,
+                tunnel=tunnel.raw if tunnel is not None else (),
+                agent_path=None,
+                config=[],
+                keepalive_interval=15,
+                connect_timeout=target.connect_timeout,
+                login_timeout=target.connect_timeout,
+                preferred_auth="publickey,password,keyboard-interactive"
+                if target.password
+                else "publickey",
+            ),
+            timeout=target.connect_timeout + 5,
+        )
+    try:
+        yield SshConnection(conn, target)
+    finally:
+        conn.close()
+        with ssh_errors(target):
+            await conn.wait_closed()
