@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -35,7 +35,6 @@ class Settings(BaseSettings):
     telegram_api_base_url: str | None = None
     digitalocean_token: SecretStr | None = None
     camreach_log_level: str = "INFO"
-    camreach_health_interval: int = Field(default=300, ge=10)
 
     @field_validator("camreach_admins")
     @classmethod
