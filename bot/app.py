@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from telegram import BotCommand, Update
@@ -21,7 +22,7 @@ from telegram.ext import (
 from bot import texts
 from bot.core import Core
 from bot.errors import ConfigError, Unreachable
-from bot.settings import HOW_TO_GET_A_TOKEN, Settings
+from bot.settings import BOTFATHER_HELP, Settings
 from handlers import basic, operations, status
 from handlers.access import AccessGuard
 from handlers.context import CamreachContext, attach_core
@@ -65,12 +66,14 @@ def build_application(settings: Settings, core: Core) -> App:
 def _feature_handlers() -> list[Any]:
     from handlers import flash
 
-    return [flash.build_flash_conversation()]
+    return [*flash.flash_handlers()]
 
 
 def _file_url(base: str) -> str:
     """``http://host/bot`` -> ``http://host/file/bot`` (how the Bot API lays out files)."""
-    return base[: -len("bot")] + "file/bot" if base.endswith("bot") else base.rstrip("/") + "/file/bot"
+    if base.endswith("bot"):
+        return base[: -len("bot")] + "file/bot"
+    return base.rstrip("/") + "/file/bot"
 
 
 async def on_startup(app: App, core: Core) -> None:
@@ -86,22 +89,34 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
     settings.require_admins()
     core = await Core.open(settings)
     try:
-        app = build_application(settings, core)
-        try:
-            await app.initialize()
-        except InvalidToken as exc:
-            raise ConfigError("Telegram rejected TELEGRAM_BOT_TOKEN. " + HOW_TO_GET_A_TOKEN) from exc
-        except NetworkError as exc:
-            raise Unreachable(
-                "Cannot reach the Telegram Bot API. Check this machine's internet connection"
-                " (and TELEGRAM_API_BASE_URL if you set it), then start camreach again."
-            ) from exc
-        try:
-            await _serve(app, core, stop or _signal_event())
-        finally:
-            await app.shutdown()
+        await serve(settings, core, stop or _signal_event())
     finally:
         await core.close()
+
+
+async def serve(
+    settings: Settings,
+    core: Core,
+    stop: asyncio.Event,
+    customize: Callable[[App], None] | None = None,
+) -> None:
+    """Run the bot on an opened core until ``stop`` is set (``customize`` adds handlers)."""
+    app = build_application(settings, core)
+    if customize is not None:
+        customize(app)
+    try:
+        await app.initialize()
+    except InvalidToken as exc:
+        raise ConfigError("Telegram rejected TELEGRAM_BOT_TOKEN. " + BOTFATHER_HELP) from exc
+    except NetworkError as exc:
+        raise Unreachable(
+            "Cannot reach the Telegram Bot API. Check this machine's internet connection"
+            " (and TELEGRAM_API_BASE_URL if you set it), then start camreach again."
+        ) from exc
+    try:
+        await _serve(app, core, stop)
+    finally:
+        await app.shutdown()
 
 
 async def _serve(app: App, core: Core, stop: asyncio.Event) -> None:

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
 
-HOW_TO_GET_A_TOKEN = (
+BOTFATHER_HELP = (
     "Talk to @BotFather in Telegram, send /newbot, and put the token it gives you in "
     "TELEGRAM_BOT_TOKEN (in the environment or in the .env file next to where you run camreach)."
 )
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
 
     def require_bot_token(self) -> str:
         if self.telegram_bot_token is None or not self.telegram_bot_token.get_secret_value():
-            raise ConfigError("TELEGRAM_BOT_TOKEN is not set. " + HOW_TO_GET_A_TOKEN)
+            raise ConfigError("TELEGRAM_BOT_TOKEN is not set. " + BOTFATHER_HELP)
         return self.telegram_bot_token.get_secret_value()
 
     def require_admins(self) -> frozenset[int]:

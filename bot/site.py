@@ -56,7 +56,9 @@ class VpnSpec(Strict):
     @classmethod
     def _room_for_peers(cls, v: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
         if v.prefixlen > 29:
-            raise ValueError("the VPN subnet needs room for a server, the router and phones: /29 or larger")
+            raise ValueError(
+                "the VPN subnet needs room for a server, the router and phones: /29 or larger"
+            )
         if not v.is_private:
             raise ValueError("the VPN subnet must be a private range such as 10.8.0.0/24")
         return v
@@ -132,7 +134,9 @@ class SiteSpec(Strict):
                 raise ValueError(f"two cameras are named {cam.name!r}")
             seen.add(cam.name)
             if cam.host not in lan:
-                raise ValueError(f"camera {cam.name} ({cam.host}) is not in router.lan_subnet {lan}")
+                raise ValueError(
+                    f"camera {cam.name} ({cam.host}) is not in router.lan_subnet {lan}"
+                )
         return self
 
     def to_json(self) -> dict[str, Any]:

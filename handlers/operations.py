@@ -107,7 +107,9 @@ async def on_retry(update: Update, context: CamreachContext) -> None:
     await start_with_progress(update, context, old.kind, site=old.site, params=old.params)
 
 
-async def announce_interrupted(bot: Bot, admins: frozenset[int], views: list[OperationView]) -> None:
+async def announce_interrupted(
+    bot: Bot, admins: frozenset[int], views: list[OperationView]
+) -> None:
     for view in views:
         for admin in sorted(admins):
             try:

@@ -14,7 +14,9 @@ import yaml
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "site.yaml"
 
 
-def camreach(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def camreach(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("camreach", path=str(Path(sys.executable).parent)) or "camreach"
     return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=60,
                           cwd=cwd)
@@ -91,7 +93,7 @@ def test_apply_list_show_status(cli_env: dict[str, str], site_file: Path) -> Non
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
     assert [s["name"] for s in data] == ["farmhouse"]
-    assert list(data[0])[0] == "name"
+    assert next(iter(data[0])) == "name"
     assert set(data[0]) == {"name", "droplet", "router", "modem", "cameras", "peers",
                             "open_incidents", "last_operation", "updated_at"}
     assert data[0]["cameras"] == ["porch"]

@@ -86,7 +86,7 @@ class SshConnection:
         *,
         input: str | bytes | None = None,
         check: bool = True,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - passed on to asyncssh's own timeout
     ) -> CommandResult:
         """Run ``command`` (already quoted by the caller) with a timeout."""
         limit = timeout if timeout is not None else self.target.command_timeout
