@@ -16,6 +16,7 @@ from bot import __version__
 from bot.core import Core
 from bot.db import engine as db
 from bot.errors import CamreachError, ValidationFailed
+from bot.flash.cli import flash
 from bot.logs import setup_logging
 from bot.services.audit import Actor
 from bot.settings import Settings, load_settings
@@ -172,12 +173,4 @@ async def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(site_status_text(statuses))
 
 
-def _register_optional() -> None:
-    try:
-        from bot.flash.cli import flash
-    except ImportError:  # pragma: no cover - the flash helper is part of the package
-        return
-    main.add_command(flash)
-
-
-_register_optional()
+main.add_command(flash)

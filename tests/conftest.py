@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from bot.core import Core
 from bot.settings import Settings
 
-pytest_plugins = ("tests.infra.droplet_host",)
+pytest_plugins = ("tests.infra.droplet_host", "tests.infra.openwrt_router")
 
 POSTGRES_URL = os.environ.get("CAMREACH_TEST_POSTGRES_URL")
 ADMIN_ID = 1001

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 # Imported here only as a plugin (not at module top) so pytest can still
 # assert-rewrite it; a root conftest could register it instead.
-pytest_plugins = ("tests.infra.droplet_host",)
 
 
 def wg_keypair() -> tuple[str, str]:
