@@ -9,12 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.crypto import SecretBox, load_or_create_key
 from bot.db import engine as db
 from bot.logs import REDACTOR
-from bot.services import sites
+from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient
+from bot.errors import CamreachError
+from bot.services import identity, sites
 from bot.services.audit import Actor, AuditTrail
+from bot.services.droplets import DropletService, Timing
+from bot.services.peers import NewPeer, PeerService, PeerStatus
 from bot.services.secrets import SecretStore
 from bot.settings import Settings
 from bot.site import SiteSpec
-from jobs.operations import OperationRunner
+from jobs.operations import OpContext, OperationRunner, OperationView, ProgressSink
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,13 @@ class Core:
         self.secrets = SecretStore(self.sessions, box)
         self.audit = AuditTrail(self.sessions)
         self.operations = OperationRunner(self.sessions)
+        env_token = settings.digitalocean_token
+        self.droplets = DropletService(
+            self.sessions, self.secrets, env_token.get_secret_value() if env_token else None
+        )
+        self.peers = PeerService(self.sessions, self.secrets, self.droplets)
+        self.operations.register("provision_droplet", self._provision)
+        self.operations.register("destroy_droplet", self._destroy)
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = True) -> Core:
@@ -73,3 +84,77 @@ class Core:
 
     async def site_spec(self, name: str) -> SiteSpec:
         return await sites.get_spec(self.sessions, name)
+
+    # -- droplets ----------------------------------------------------------------------
+    def set_timing(self, timing: Timing) -> None:
+        self.droplets.timing = timing
+
+    async def has_do_token(self) -> bool:
+        return await self.droplets.has_token()
+
+    async def set_do_token(self, token: str, actor: Actor) -> AccountInfo:
+        """Check a token typed by the user with DigitalOcean, then store it encrypted."""
+        REDACTOR.add(token.strip())
+        account = await DigitalOceanClient(token).check_token()
+        await self.secrets.put(identity.DO_TOKEN_SECRET, token.strip())
+        await self.audit.record(actor, "digitalocean.token", "stored")
+        return account
+
+    async def digitalocean(self) -> DigitalOceanClient:
+        return await self.droplets.client()
+
+    async def provision(
+        self, site: str, actor: Actor, sink: ProgressSink | None = None,
+        chat_id: int | None = None, message_id: int | None = None,
+    ) -> OperationView:
+        view = await self.operations.start("provision_droplet", site=site, sink=sink,
+                                           requested_by=actor.user_id, chat_id=chat_id,
+                                           message_id=message_id)
+        await self.audit.record(actor, "droplet.provision", "started", site=site,
+                                detail=f"operation #{view.id}")
+        return view
+
+    async def destroy_droplet(
+        self, site: str, actor: Actor, sink: ProgressSink | None = None,
+        chat_id: int | None = None, message_id: int | None = None,
+    ) -> OperationView:
+        view = await self.operations.start("destroy_droplet", site=site, sink=sink,
+                                           requested_by=actor.user_id, chat_id=chat_id,
+                                           message_id=message_id)
+        await self.audit.record(actor, "droplet.destroy", "started", site=site,
+                                detail=f"operation #{view.id}")
+        return view
+
+    async def _provision(self, ctx: OpContext) -> str:
+        assert ctx.site is not None
+        return await self.droplets.provision(ctx, ctx.site)
+
+    async def _destroy(self, ctx: OpContext) -> str:
+        assert ctx.site is not None
+        return await self.droplets.destroy(ctx, ctx.site)
+
+    # -- VPN peers -----------------------------------------------------------------------
+    async def add_peer(
+        self, site: str, name: str, actor: Actor, *, dns: str | None = None
+    ) -> NewPeer:
+        try:
+            peer = await self.peers.add(site, name, dns=dns)
+        except CamreachError as exc:
+            await self.audit.record(actor, "peer.add", "failed", site=site,
+                                    detail=f"{name}: {exc.user_message}")
+            raise
+        await self.audit.record(actor, "peer.add", "ok", site=site,
+                                detail=f"{name} {peer.address}")
+        return peer
+
+    async def list_peers(self, site: str) -> list[PeerStatus]:
+        return await self.peers.list(site)
+
+    async def remove_peer(self, site: str, name: str, actor: Actor) -> None:
+        try:
+            await self.peers.remove(site, name)
+        except CamreachError as exc:
+            await self.audit.record(actor, "peer.remove", "failed", site=site,
+                                    detail=f"{name}: {exc.user_message}")
+            raise
+        await self.audit.record(actor, "peer.remove", "ok", site=site, detail=name)

@@ -1,0 +1,39 @@
+"""camreach's own SSH identity and the DigitalOcean token, both kept encrypted."""
+
+from __future__ import annotations
+
+import asyncssh
+
+from bot.adapters.ssh import generate_client_key, public_key_line
+from bot.errors import OperatorError
+from bot.services.secrets import SecretStore
+
+SSH_KEY_SECRET = "camreach-ssh-key"
+DO_TOKEN_SECRET = "digitalocean-token"
+
+NO_TOKEN = (
+    "No DigitalOcean token yet. Create one at cloud.digitalocean.com → API → Tokens "
+    "(read+write), then send /setup and paste it when asked, or set DIGITALOCEAN_TOKEN."
+)
+
+
+async def client_key(secrets: SecretStore) -> str:
+    """camreach's ed25519 private key (OpenSSH format), generated and stored on first use."""
+    key = await secrets.get(SSH_KEY_SECRET)
+    if key is None:
+        key = generate_client_key()
+        await secrets.put(SSH_KEY_SECRET, key)
+    return key
+
+
+def client_public_key(private_key: str) -> str:
+    return public_key_line(asyncssh.import_private_key(private_key)) + " camreach"
+
+
+async def do_token(secrets: SecretStore, from_env: str | None) -> str:
+    """A token typed into the chat wins over the environment (it is the newer one)."""
+    stored = await secrets.get(DO_TOKEN_SECRET)
+    token = stored or from_env
+    if not token:
+        raise OperatorError(NO_TOKEN)
+    return token

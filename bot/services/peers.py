@@ -1,0 +1,206 @@
+"""VPN peers (phones, laptops) on the site's droplet: add, list, remove.
+
+The live interface is changed with ``wg set`` and ``/etc/wireguard/wg0.conf`` is rewritten
+with the same change, so a reboot keeps it. The database is written last, only after the
+droplet has taken the change. Peers found on the server that the database does not know are
+reported and left alone: they may be someone's working phone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from bot.adapters.ssh import SshConnection
+from bot.crypto import SecretBox
+from bot.db.models import PeerKind, Secret, Site, VpnPeer
+from bot.errors import NotFound, RemoteFailed, ValidationFailed
+from bot.render.qr import qr_png
+from bot.render.model import ClientConfig
+from bot.render.wg_conf import add_peer, client_conf, device_peer, remove_peer
+from bot.services.droplets import DropletService
+from bot.services.secrets import SecretStore
+from bot.services.vpn_keys import ensure_peer, key_secret_name
+from bot.site import SiteSpec, valid_name
+
+WG_CONF = "/etc/wireguard/wg0.conf"
+
+
+@dataclass(frozen=True)
+class NewPeer:
+    name: str
+    address: str
+    config: str  # the client's wg-quick file: holds its private key, send it and forget it
+    qr_png: bytes
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    name: str | None  # None: on the server but unknown to camreach
+    kind: str
+    address: str
+    public_key: str
+    endpoint: str | None
+    latest_handshake: datetime | None
+    rx_bytes: int
+    tx_bytes: int
+
+
+@dataclass(frozen=True)
+class DumpPeer:
+    public_key: str
+    endpoint: str | None
+    allowed_ips: tuple[str, ...]
+    latest_handshake: datetime | None
+    rx_bytes: int
+    tx_bytes: int
+
+
+def parse_wg_dump(text: str) -> list[DumpPeer]:
+    """Parse ``wg show wg0 dump``: a line for the interface, then one per peer (tab-separated)."""
+    peers = []
+    for line in text.strip().splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) < 8:
+            continue
+        handshake = int(cols[4]) if cols[4].isdigit() else 0
+        peers.append(DumpPeer(
+            public_key=cols[0],
+            endpoint=None if cols[2] == "(none)" else cols[2],
+            allowed_ips=tuple(a for a in cols[3].split(",") if a and a != "(none)"),
+            latest_handshake=datetime.fromtimestamp(handshake, UTC) if handshake else None,
+            rx_bytes=int(cols[5]) if cols[5].isdigit() else 0,
+            tx_bytes=int(cols[6]) if cols[6].isdigit() else 0,
+        ))
+    return peers
+
+
+def next_free_address(subnet: ipaddress.IPv4Network, used: set[str]) -> ipaddress.IPv4Address:
+    for host in subnet.hosts():
+        if str(host) not in used:
+            return host
+    raise ValidationFailed(f"The VPN subnet {subnet} is full: remove a peer first.")
+
+
+class PeerService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], secrets: SecretStore,
+                 droplets: DropletService) -> None:
+        self._sessions = sessions
+        self._secrets = secrets
+        self._droplets = droplets
+
+    @property
+    def _box(self) -> SecretBox:
+        return self._secrets.box
+
+    async def add(self, site_name: str, name: str, *, dns: str | None = None) -> NewPeer:
+        if not valid_name(name) or name in ("server", "router"):
+            raise ValidationFailed(
+                f"{name!r} cannot name a peer: use letters, digits and '-' (e.g. anna-phone)."
+            )
+        if dns is not None:
+            try:
+                ipaddress.IPv4Address(dns)
+            except ValueError:
+                raise ValidationFailed(f"{dns!r} is not an IPv4 address for DNS.") from None
+        async with self._sessions() as s:
+            site, spec = await _site(s, site_name)
+            if any(p.name == name for p in site.peers):
+                raise ValidationFailed(f"{site_name} already has a peer named {name!r}.")
+            server = next((p for p in site.peers if p.kind is PeerKind.SERVER), None)
+            if server is None or site.droplet is None or not site.droplet.public_ipv4:
+                raise NotFound(f"Site {site_name} has no VPN server yet. Run /setup first.")
+            used = {p.tunnel_address for p in site.peers}
+            used |= {str(spec.vpn.server_address), str(spec.vpn.router_address)}
+            address = next_free_address(spec.vpn.subnet, used)
+            endpoint = site.droplet.public_ipv4
+            server_public = server.public_key
+
+        async with self._sessions() as s:
+            site, _ = await _site(s, site_name)
+            # Generate the key inside a transaction we roll back unless the droplet takes it.
+            peer, private = await ensure_peer(s, self._box, site, name, PeerKind.PHONE, address)
+            public = peer.public_key
+            async with self._droplets.session(site_name) as conn:
+                await _wg_set(conn, f"peer {shlex.quote(public)} allowed-ips {address}/32")
+                await _rewrite_conf(
+                    conn, lambda text: add_peer(text, device_peer(name, public, address)))
+            await s.commit()
+
+        config = client_conf(ClientConfig(
+            private_key=private,
+            address=address,
+            server_public_key=server_public,
+            endpoint_host=endpoint,
+            endpoint_port=spec.vpn.port,
+            vpn_subnet=spec.vpn.subnet,
+            lan_subnets=(spec.router.lan_subnet,),
+            dns=(ipaddress.IPv4Address(dns),) if dns else (),
+        ))
+        return NewPeer(name, str(address), config, qr_png(config))
+
+    async def list(self, site_name: str) -> list[PeerStatus]:
+        async with self._sessions() as s:
+            site, _ = await _site(s, site_name)
+            known = {p.public_key: p for p in site.peers if p.kind is not PeerKind.SERVER}
+        async with self._droplets.session(site_name) as conn:
+            dump = parse_wg_dump((await conn.run("wg show wg0 dump")).stdout)
+        live = {d.public_key: d for d in dump}
+        rows = []
+        for key, peer in known.items():
+            d = live.get(key)
+            rows.append(PeerStatus(peer.name, peer.kind.value, peer.tunnel_address, key,
+                                   d.endpoint if d else None, d.latest_handshake if d else None,
+                                   d.rx_bytes if d else 0, d.tx_bytes if d else 0))
+        for key, d in live.items():
+            if key not in known:
+                address = d.allowed_ips[0].split("/")[0] if d.allowed_ips else "?"
+                rows.append(PeerStatus(None, "unknown", address, key, d.endpoint,
+                                       d.latest_handshake, d.rx_bytes, d.tx_bytes))
+        return rows
+
+    async def remove(self, site_name: str, name: str) -> None:
+        async with self._sessions() as s:
+            site, _ = await _site(s, site_name)
+            peer = next((p for p in site.peers if p.name == name), None)
+            if peer is None:
+                raise NotFound(f"{site_name} has no peer named {name!r}. /peer list shows them.")
+            if peer.kind is not PeerKind.PHONE:
+                raise ValidationFailed(f"{name!r} is part of the site's tunnel; it stays.")
+            public, peer_id = peer.public_key, peer.id
+        async with self._droplets.session(site_name) as conn:
+            await _wg_set(conn, f"peer {shlex.quote(public)} remove")
+            await _rewrite_conf(conn, lambda text: remove_peer(text, public))
+        async with self._sessions.begin() as s:
+            await s.execute(delete(VpnPeer).where(VpnPeer.id == peer_id))
+            await s.execute(delete(Secret).where(Secret.name == key_secret_name(site_name, name)))
+
+
+async def _wg_set(conn: SshConnection, args: str) -> None:
+    await conn.run(f"wg set wg0 {args}")
+
+
+async def _rewrite_conf(conn: SshConnection, change: Callable[[str], str]) -> None:
+    current = await conn.read_file(WG_CONF)
+    if current is None:
+        raise RemoteFailed(f"{WG_CONF} is missing on the droplet; provision it again.")
+    await conn.write_file(WG_CONF, change(current).encode(), mode=0o600)
+
+
+async def _site(s: AsyncSession, name: str) -> tuple[Site, SiteSpec]:
+    site = (
+        await s.execute(
+            select(Site).where(Site.name == name)
+            .options(selectinload(Site.peers), selectinload(Site.droplet))
+        )
+    ).scalar_one_or_none()
+    if site is None:
+        raise NotFound(f"There is no site named {name!r}.")
+    return site, SiteSpec.model_validate(site.spec)
