@@ -6,11 +6,11 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient
 from bot.crypto import SecretBox, load_or_create_key
 from bot.db import engine as db
-from bot.logs import REDACTOR
-from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient
 from bot.errors import CamreachError
+from bot.logs import REDACTOR
 from bot.services import identity, sites
 from bot.services.audit import Actor, AuditTrail
 from bot.services.droplets import DropletService, Timing

@@ -9,8 +9,8 @@ import pytest
 from bot.core import Core
 from bot.db.models import OpState
 from bot.errors import Busy, RemoteFailed
-from bot.site import parse_site
 from bot.services.audit import Actor
+from bot.site import parse_site
 from jobs.operations import OpContext, OperationRunner, OperationView
 
 

@@ -7,9 +7,9 @@ Create Date: 2026-11-25 22:37:53.580148
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
 import bot.db.types
+from alembic import op
 
 revision: str = '0001'
 down_revision: str | None = None

@@ -80,7 +80,9 @@ class DropletService:
         return self._secrets.box
 
     async def has_token(self) -> bool:
-        return bool(self._env_token) or await self._secrets.get(identity.DO_TOKEN_SECRET) is not None
+        if self._env_token:
+            return True
+        return await self._secrets.get(identity.DO_TOKEN_SECRET) is not None
 
     async def client(self) -> DigitalOceanClient:
         token = await identity.do_token(self._secrets, self._env_token)

@@ -22,8 +22,8 @@ from bot.adapters.ssh import SshConnection
 from bot.crypto import SecretBox
 from bot.db.models import PeerKind, Secret, Site, VpnPeer
 from bot.errors import NotFound, RemoteFailed, ValidationFailed
-from bot.render.qr import qr_png
 from bot.render.model import ClientConfig
+from bot.render.qr import qr_png
 from bot.render.wg_conf import add_peer, client_conf, device_peer, remove_peer
 from bot.services.droplets import DropletService
 from bot.services.secrets import SecretStore
