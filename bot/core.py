@@ -158,3 +158,10 @@ class Core:
                                     detail=f"{name}: {exc.user_message}")
             raise
         await self.audit.record(actor, "peer.remove", "ok", site=site, detail=name)
+
+    async def choose_droplet(self, site: str, region: str, size: str, actor: Actor) -> None:
+        """Store the region and size picked in /setup in the site's spec."""
+        spec = await self.site_spec(site)
+        doc = spec.to_json()
+        doc["droplet"] = {**doc["droplet"], "region": region, "size": size}
+        await self.apply_site(SiteSpec.model_validate(doc), actor)
