@@ -15,12 +15,14 @@ import click
 from bot import __version__
 from bot.core import Core
 from bot.db import engine as db
+from bot.db.models import OpState
 from bot.errors import CamreachError, ValidationFailed
 from bot.flash.cli import flash
 from bot.logs import setup_logging
 from bot.services.audit import Actor
 from bot.settings import Settings, load_settings
 from bot.site import load_site_file
+from jobs.operations import OperationView
 
 T = TypeVar("T")
 
@@ -42,6 +44,32 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
             sys.exit(130)
 
     return wrapper
+
+
+class TerminalProgress:
+    """Operation progress on the terminal: one line per change, on stderr."""
+
+    def __init__(self) -> None:
+        self._last = ""
+
+    async def update(self, view: OperationView) -> None:
+        from bot.texts import operation_text
+
+        text = operation_text(view).replace("\n", " | ")
+        if text != self._last:
+            self._last = text
+            click.echo(text, err=True)
+
+
+async def run_operation(core: Core, view: OperationView) -> None:
+    """Wait for an operation started from the CLI; a failure is a non-zero exit."""
+    final = await core.operations.wait(view.id)
+    if final.state is not OpState.SUCCEEDED:
+        raise OperationFailed(final.error or "The operation did not finish.")
+
+
+class OperationFailed(CamreachError):
+    """An operation run from the CLI ended without success (its message says why)."""
 
 
 async def with_core(settings: Settings, fn: Callable[[Core], Awaitable[T]]) -> T:
@@ -120,18 +148,37 @@ def site_group() -> None:
 @site_group.command("apply")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--store-only", is_flag=True,
+              help="Store the site but do not create its droplet.")
 @click.pass_context
 @run_async
-async def site_apply(ctx: click.Context, file: Path, dry_run: bool) -> None:
-    """Validate FILE and store the site it describes."""
+async def site_apply(ctx: click.Context, file: Path, dry_run: bool, store_only: bool) -> None:
+    """Validate FILE, store the site, and create (or find) its droplet.
+
+    The droplet step runs when a DigitalOcean token is available (DIGITALOCEAN_TOKEN, or one
+    given in Telegram's /setup); it never creates a second droplet for a site.
+    """
     spec = load_site_file(file)  # fails before the database is touched
     settings = settings_from(ctx)
-    result = await with_core(settings, lambda c: c.apply_site(spec, Actor.cli(), dry_run=dry_run))
-    verb = {"created": "would create", "updated": "would update", "unchanged": "unchanged"}
-    head = verb[result.action] if dry_run else result.action
-    click.echo(f"{result.site}: {head}")
-    for line in result.changes:
-        click.echo(f"  {line}")
+
+    async def work(core: Core) -> None:
+        result = await core.apply_site(spec, Actor.cli(), dry_run=dry_run)
+        verb = {"created": "would create", "updated": "would update", "unchanged": "unchanged"}
+        head = verb[result.action] if dry_run else result.action
+        click.echo(f"{result.site}: {head}")
+        for line in result.changes:
+            click.echo(f"  {line}")
+        if dry_run or store_only:
+            return
+        if not await core.has_do_token():
+            click.echo("No DigitalOcean token (DIGITALOCEAN_TOKEN): the droplet was not "
+                       "created. Set it and apply again, or use /setup in Telegram.", err=True)
+            return
+        price = await (await core.digitalocean()).monthly_price(spec.droplet.size)
+        click.echo(f"Droplet: {spec.droplet.size} in {spec.droplet.region}, ${price:g}/month")
+        await run_operation(core, await core.provision(spec.name, Actor.cli(), TerminalProgress()))
+
+    await with_core(settings, work)
 
 
 @site_group.command("list")
@@ -156,6 +203,105 @@ async def site_show(ctx: click.Context, name: str) -> None:
 
     spec = await with_core(settings_from(ctx), lambda c: c.site_spec(name))
     click.echo(yaml.safe_dump(spec.to_json(), sort_keys=False).rstrip())
+
+
+@site_group.command("destroy")
+@click.argument("name")
+@click.option("--confirm", "confirm_name", metavar="NAME",
+              help="Skip the prompt by giving the site name again (for scripts).")
+@click.pass_context
+@run_async
+async def site_destroy(ctx: click.Context, name: str, confirm_name: str | None) -> None:
+    """Delete site NAME's droplet (after confirmation). The site itself is kept."""
+
+    async def work(core: Core) -> None:
+        d = await core.droplets.describe(name)
+        price = f"${d.price_monthly:g}/month" if d.price_monthly is not None else "unknown cost"
+        click.echo(f"This deletes droplet {d.name} (#{d.do_id}, {d.public_ipv4 or 'no address'},"
+                   f" {d.region}, {d.size}, {price}). The VPN of {name} stops working.")
+        typed = confirm_name
+        if typed is None:
+            typed = click.prompt("Type the site name to confirm", default="", show_default=False)
+        if typed != name:
+            click.echo("Not confirmed: nothing was deleted.", err=True)
+            sys.exit(1)
+        await run_operation(core, await core.destroy_droplet(name, Actor.cli(),
+                                                             TerminalProgress()))
+
+    await with_core(settings_from(ctx), work)
+
+
+@main.group("peer")
+def peer_group() -> None:
+    """VPN peers (phones, laptops) of a site's WireGuard server."""
+
+
+@peer_group.command("add")
+@click.argument("site")
+@click.argument("name")
+@click.option("--dns", help="DNS server for the client config (left out by default).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the client config here (mode 0600) instead of printing it.")
+@click.option("--qr", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the config as a QR code PNG here.")
+@click.pass_context
+@run_async
+async def peer_add(ctx: click.Context, site: str, name: str, dns: str | None, out: Path | None,
+                   qr: Path | None) -> None:
+    """Add peer NAME to SITE's VPN and output its WireGuard client config."""
+    peer = await with_core(settings_from(ctx), lambda c: c.add_peer(site, name, Actor.cli(),
+                                                                     dns=dns))
+    if out is not None:
+        _write_private(out, peer.config.encode())
+        click.echo(f"{name}: {peer.address}; config written to {out}", err=True)
+    else:
+        click.echo(peer.config, nl=False)
+    if qr is not None:
+        _write_private(qr, peer.qr_png)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+@peer_group.command("list")
+@click.argument("site")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@run_async
+async def peer_list(ctx: click.Context, site: str, as_json: bool) -> None:
+    """List SITE's VPN peers with their last handshake and traffic."""
+    from bot.texts import peer_line
+
+    peers = await with_core(settings_from(ctx), lambda c: c.list_peers(site))
+    if as_json:
+        click.echo(json.dumps([{
+            "name": p.name, "kind": p.kind, "address": p.address, "public_key": p.public_key,
+            "endpoint": p.endpoint,
+            "latest_handshake": p.latest_handshake.isoformat() if p.latest_handshake else None,
+            "rx_bytes": p.rx_bytes, "tx_bytes": p.tx_bytes} for p in peers], indent=2))
+        return
+    for p in peers:
+        click.echo(peer_line(p))
+
+
+@peer_group.command("remove")
+@click.argument("site")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@run_async
+async def peer_remove(ctx: click.Context, site: str, name: str, yes: bool) -> None:
+    """Remove peer NAME from SITE's VPN."""
+    if not yes and not click.confirm(f"Remove {name} from {site}'s VPN?"):
+        click.echo("Nothing was removed.", err=True)
+        sys.exit(1)
+    await with_core(settings_from(ctx), lambda c: c.remove_peer(site, name, Actor.cli()))
+    click.echo(f"{name} removed from {site}.")
 
 
 @main.command()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from bot.db.models import OpState
+from bot.services.peers import PeerStatus
 from bot.services.sites import SiteStatus
 from jobs.operations import OperationView
 
@@ -114,3 +117,31 @@ def error_text(what: str, op_id: int | None = None) -> str:
 
 
 GENERIC_ERROR = "Something went wrong inside camreach. The log has the details."
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "never"
+    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
+    if seconds < 90:
+        return f"{max(seconds, 0)} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds // 60} min ago"
+    if seconds < 36 * 3600:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def peer_line(p: PeerStatus) -> str:
+    name = p.name or "(on the server but unknown to camreach)"
+    return (f"{name} [{p.kind}] {p.address} — handshake {ago(p.latest_handshake)}, "
+            f"↓{human_bytes(p.rx_bytes)} ↑{human_bytes(p.tx_bytes)}")
