@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.db.models import OpState
+from bot.adapters.digitalocean import RegionInfo, SizeInfo
+from bot.db.models import Droplet, OpState
+from bot.services.droplets import droplet_name
 from bot.services.peers import PeerStatus
 from bot.services.sites import SiteStatus
 from jobs.operations import OperationView
@@ -14,6 +16,9 @@ COMMANDS: list[tuple[str, str]] = [
     ("help", "The commands"),
     ("status", "State of every site"),
     ("flash", "Put OpenWrt on the router (TFTP recovery)"),
+    ("setup", "Create a site's VPN server: /setup [SITE]"),
+    ("peer", "VPN phones and laptops: /peer add NAME, /peer list, /peer remove NAME"),
+    ("droplet", "The site's server: /droplet [SITE], /droplet destroy [SITE]"),
     ("cancel", "Stop the current conversation"),
 ]
 
@@ -83,10 +88,42 @@ def interrupted_text(op: OperationView) -> str:
     )
 
 
+COMPACT_AFTER = 5
+MESSAGE_LIMIT = 4000  # Telegram's limit is 4096 characters
+
+
 def site_status_text(statuses: list[SiteStatus]) -> str:
     if not statuses:
         return "No sites yet. Describe one in a YAML file and run `camreach site apply FILE`."
+    if len(statuses) > COMPACT_AFTER:
+        lines = [_compact_status(st) for st in statuses]
+        return "\n".join([*lines, "", "/status NAME shows one site in detail."])
     return "\n\n".join(_one_status(st) for st in statuses)
+
+
+def _compact_status(st: SiteStatus) -> str:
+    d = st.droplet
+    droplet = "no droplet" if d is None else f"droplet {d['status']} {d.get('public_ipv4') or ''}"
+    alarm = f" · 🔴 {st.open_incidents}" if st.open_incidents else ""
+    return f"📍 {st.name}: {droplet.strip()} · {len(st.cameras)} cameras{alarm}"
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split at line ends so each part fits in one Telegram message."""
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:  # a single over-long line: hard split
+            parts.append(line[:limit])
+            line = line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            parts.append(current)
+            candidate = line
+        current = candidate
+    if current:
+        parts.append(current)
+    return parts
 
 
 def _one_status(st: SiteStatus) -> str:
@@ -145,3 +182,168 @@ def peer_line(p: PeerStatus) -> str:
     name = p.name or "(on the server but unknown to camreach)"
     return (f"{name} [{p.kind}] {p.address} — handshake {ago(p.latest_handshake)}, "
             f"↓{human_bytes(p.rx_bytes)} ↑{human_bytes(p.tx_bytes)}")
+
+
+# -- conversations shared by /setup, /peer, /droplet ------------------------------------------
+
+CANCELLED = "Cancelled. Nothing was changed."
+BUTTON_CONFIRM = "Confirm"
+BUTTON_CANCEL = "Cancel"
+MENU_OUT_OF_DATE = "This menu is out of date: use the newest one."
+MENU_EXPIRED = "This menu has expired. Send the command again."
+NO_SITES = (
+    "No sites yet. Describe one in a YAML file and run `camreach site apply FILE.yaml` "
+    "on the camreach machine, then try again."
+)
+
+
+def unknown_site(name: str, names: list[str]) -> str:
+    return f"There is no site named {name!r}. Sites: {', '.join(names) or 'none yet'}."
+
+
+def several_sites(names: list[str], example: str) -> str:
+    return f"There are several sites ({', '.join(names)}): name one, e.g. {example}"
+
+
+def usd_month(price: float | None) -> str:
+    if price is None:
+        return "unknown cost"
+    return f"${price:.2f}".removesuffix(".00") + "/month"
+
+
+# -- /setup ------------------------------------------------------------------------------------
+
+SETUP_PICK_SITE = "Which site should get its VPN server?"
+ASK_DO_TOKEN = (
+    "camreach needs a DigitalOcean API token to rent the server. Create one at "
+    "cloud.digitalocean.com → API → Tokens (read+write) and paste it here.\n"
+    "I delete your message as soon as it arrives and keep the token encrypted. /cancel to stop."
+)
+TOKEN_REJECTED = (
+    "DigitalOcean rejected that token (wrong, expired or revoked). Your message is deleted. "
+    "Paste another token, or /cancel."
+)
+TOKEN_NOT_A_TOKEN = (
+    "That does not look like an API token (one word, no spaces). Your message is deleted. "
+    "Paste the token, or /cancel."
+)
+TOKEN_NOT_DELETED = (
+    "⚠️ I could not delete the message with your token: delete it yourself, "
+    "and revoke the token at cloud.digitalocean.com if this chat is shared."
+)
+
+
+def token_accepted(email: str) -> str:
+    return f"✅ Token accepted (DigitalOcean account {email}). It is stored encrypted."
+
+
+def token_failed(what: str) -> str:
+    return f"❌ {what}\nPaste the token again, or /cancel."
+
+
+def setup_sizes_text(site: str, smallest: SizeInfo) -> str:
+    return (
+        f"Droplet size for {site}. WireGuard needs very little: the smallest, "
+        f"{smallest.slug} ({usd_month(smallest.price_monthly)}), is plenty."
+    )
+
+
+def size_button(size: SizeInfo) -> str:
+    return f"{size.slug} · {size.memory_mb} MB · {usd_month(size.price_monthly)}"
+
+
+def setup_regions_text(size: str) -> str:
+    return (f"Region for {size} (only regions that offer it now). Pick the one nearest the "
+            "site: the VPN is faster.")
+
+
+def no_region_for(size: str) -> str:
+    return f"No region offers {size} right now. Pick another size."
+
+
+def region_button(region: RegionInfo) -> str:
+    return f"{region.slug} · {region.name}"
+
+
+def setup_confirm_text(site: str, size: str, region: str, price: float) -> str:
+    return (
+        f"camreach will create droplet {droplet_name(site)}, {size}, {region}, "
+        f"{usd_month(price)}.\nDigitalOcean bills it until you delete it (/droplet destroy)."
+    )
+
+
+def setup_existing_text(site: str, d: Droplet) -> str:
+    return (
+        f"{site} already has droplet {d.name} (#{d.do_id}, {d.region}, {d.size}, "
+        f"{usd_month(d.price_monthly)}). Confirm to check it and finish its set-up; nothing new "
+        "is created. To change size or region, /droplet destroy it first."
+    )
+
+
+def setup_chosen(site: str, size: str, region: str) -> str:
+    return f"{site}: {droplet_name(site)}, {size}, {region}. Starting…"
+
+
+# -- /peer -------------------------------------------------------------------------------------
+
+PEER_USAGE = (
+    "Usage:\n/peer add NAME [SITE] — a new phone or laptop, e.g. /peer add anna-phone\n"
+    "/peer list [SITE]\n/peer remove NAME [SITE]"
+)
+
+
+def peer_conf_caption(name: str, site: str) -> str:
+    return (
+        f"{name}.conf: WireGuard config for {site}'s VPN. In the WireGuard app: + → Import "
+        "from file. It holds this device's private key: do not forward it; delete it from "
+        "this chat once imported."
+    )
+
+
+def peer_qr_caption(name: str) -> str:
+    return f"Or, on {name}: WireGuard app → + → Scan from QR code."
+
+
+def peer_list_text(site: str, rows: list[PeerStatus]) -> str:
+    if not rows:
+        return f"{site}'s VPN has no peers."
+    return f"VPN peers of {site}:\n" + "\n".join(f"• {peer_line(p)}" for p in rows)
+
+
+def peer_remove_confirm(site: str, p: PeerStatus) -> str:
+    return (f"Remove {p.name} ({p.address}) from {site}'s VPN? The device loses access at "
+            "once; adding it again needs a new config.")
+
+
+def peer_removed(name: str, site: str) -> str:
+    return f"✅ {name} is removed from {site}'s VPN."
+
+
+def peer_not_found(name: str, site: str) -> str:
+    return f"{site} has no peer named {name!r}. /peer list shows them."
+
+
+# -- /droplet ----------------------------------------------------------------------------------
+
+DROPLET_USAGE = "Usage: /droplet [SITE] shows it; /droplet destroy [SITE] deletes it."
+
+
+def droplet_text(site: str, d: Droplet) -> str:
+    return (f"{site}: droplet {d.name} (#{d.do_id}) is {d.status} in {d.region}, {d.size}, "
+            f"{d.public_ipv4 or 'no address yet'}, {usd_month(d.price_monthly)}.")
+
+
+def destroy_confirm_text(site: str, d: Droplet, price: float | None) -> str:
+    return (
+        f"This deletes {site}'s droplet for good:\n"
+        f"  name: {d.name}\n  id: {d.do_id}\n  IP: {d.public_ipv4 or 'none'}\n"
+        f"  region: {d.region}\n  size: {d.size}\n  cost: {usd_month(price)}\n"
+        "The VPN stops for the router and every phone until /setup creates a new droplet."
+    )
+
+
+def destroy_type_name(site: str) -> str:
+    return f"To delete it, type the site name: {site}\nAnything else cancels."
+
+
+DESTROY_NOT_CONFIRMED = "That is not the site name. Nothing was deleted."

@@ -12,4 +12,5 @@ async def status(update: Update, context: CamreachContext) -> None:
     assert update.effective_message is not None
     name = context.args[0] if context.args else None
     statuses = await context.core.statuses(name)
-    await update.effective_message.reply_text(texts.site_status_text(statuses))
+    for part in texts.split_message(texts.site_status_text(statuses)):
+        await update.effective_message.reply_text(part)

@@ -242,3 +242,20 @@ async def test_wrong_token_is_clear(settings: Settings, api: FakeTelegramAPI) ->
                                     "telegram_api_base_url": api.base_url})
     with pytest.raises(ConfigError, match=r"Telegram rejected TELEGRAM_BOT_TOKEN.*@BotFather"):
         await run_bot(s, asyncio.Event())
+
+
+async def test_status_lists_sites_and_details(settings: Settings, api: FakeTelegramAPI) -> None:
+    async with running_bot(settings, api) as bot:
+        for name in ("farm", "shop"):
+            await bot.core.apply_site(parse_site({"name": name, "router": {
+                "password_env": "P"}, "cameras": [{"name": "porch", "host": "192.168.1.64"}]}),
+                Actor.cli())
+        api.inject_message(ADMIN_ID, "/status")
+        both = await api.wait_for("sendMessage", lambda c: "farm" in c.params["text"])
+        assert "📍 shop" in both.params["text"] and "droplet: not created yet" in both.params["text"]
+        api.inject_message(ADMIN_ID, "/status shop")
+        one = await api.wait_for("sendMessage", lambda c: "shop" in c.params["text"])
+        assert "farm" not in one.params["text"] and "cameras: porch" in one.params["text"]
+        api.inject_message(ADMIN_ID, "/status nowhere")
+        err = await api.wait_for("sendMessage", lambda c: "nowhere" in c.params["text"])
+        assert "There is no site named 'nowhere'" in err.params["text"]
