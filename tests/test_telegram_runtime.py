@@ -252,7 +252,8 @@ async def test_status_lists_sites_and_details(settings: Settings, api: FakeTeleg
                 Actor.cli())
         api.inject_message(ADMIN_ID, "/status")
         both = await api.wait_for("sendMessage", lambda c: "farm" in c.params["text"])
-        assert "📍 shop" in both.params["text"] and "droplet: not created yet" in both.params["text"]
+        assert "📍 shop" in both.params["text"]
+        assert "droplet: not created yet" in both.params["text"]
         api.inject_message(ADMIN_ID, "/status shop")
         one = await api.wait_for("sendMessage", lambda c: "shop" in c.params["text"])
         assert "farm" not in one.params["text"] and "cameras: porch" in one.params["text"]
