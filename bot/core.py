@@ -40,6 +40,7 @@ class Core:
             self.sessions, self.secrets, env_token.get_secret_value() if env_token else None
         )
         self.peers = PeerService(self.sessions, self.secrets, self.droplets)
+        self.operations.on_finished = self._audit_finished
         self.operations.register("provision_droplet", self._provision)
         self.operations.register("destroy_droplet", self._destroy)
 
@@ -124,6 +125,12 @@ class Core:
         await self.audit.record(actor, "droplet.destroy", "started", site=site,
                                 detail=f"operation #{view.id}")
         return view
+
+    async def _audit_finished(self, view: OperationView) -> None:
+        await self.audit.record(
+            Actor(view.requested_by, source="operation"), view.kind, view.state.value,
+            site=view.site, detail=f"operation #{view.id}: {view.error or view.message}"[:2000],
+        )
 
     async def _provision(self, ctx: OpContext) -> str:
         assert ctx.site is not None

@@ -31,6 +31,12 @@ class AccessGuard:
     async def __call__(self, update: Update, context: CamreachContext) -> None:
         user = update.effective_user
         if user is not None and user.id in self._admins:
+            msg = update.effective_message
+            if update.callback_query is None and msg is not None and msg.text \
+                    and msg.text.startswith("/"):
+                # Commands are actions; their arguments may hold names, never secrets.
+                await context.core.audit.record(
+                    Actor(user.id, user.username), _describe(update), "received")
             return
         if user is None:  # channel posts and the like: nobody to obey
             raise ApplicationHandlerStop

@@ -39,6 +39,7 @@ class OperationView:
     chat_id: int | None = None
     message_id: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    requested_by: int | None = None
 
     @property
     def done(self) -> bool:
@@ -80,6 +81,7 @@ class OpContext:
 
 
 OperationFn = Callable[[OpContext], Awaitable[str]]
+FinishHook = Callable[[OperationView], Awaitable[None]]
 
 
 class OperationRunner:
@@ -88,6 +90,8 @@ class OperationRunner:
         self._kinds: dict[str, OperationFn] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
+        # Called once with the final view of every operation (the audit trail uses it).
+        self.on_finished: FinishHook | None = None
 
     def register(self, kind: str, fn: OperationFn) -> None:
         self._kinds[kind] = fn
@@ -176,6 +180,7 @@ class OperationRunner:
                 finished_at=utcnow(),
             )
             await self._notify(sink, final)
+            await self._finished(final)
             raise
         except CamreachError as exc:
             log.warning("operation #%s (%s) failed: %s", view.id, view.kind, exc.user_message)
@@ -197,6 +202,15 @@ class OperationRunner:
         finally:
             self._tasks.pop(view.id, None)
         await self._notify(sink, final)
+        await self._finished(final)
+
+    async def _finished(self, final: OperationView) -> None:
+        if self.on_finished is None:
+            return
+        try:
+            await self.on_finished(final)
+        except Exception:
+            log.warning("could not record the end of operation #%s", final.id, exc_info=True)
 
     async def _save(self, op_id: int, **changes: Any) -> OperationView:
         async with self._sessions.begin() as s:
@@ -271,4 +285,5 @@ def _view(op: Operation, site: str | None) -> OperationView:
         chat_id=op.chat_id,
         message_id=op.message_id,
         params=dict(op.params or {}),
+        requested_by=op.requested_by,
     )

@@ -142,3 +142,21 @@ async def test_shutdown_marks_running_interrupted(with_site: Core) -> None:
     final = await core.operations.get(view.id)
     assert final.state is OpState.INTERRUPTED
     assert sink.views[-1].state is OpState.INTERRUPTED
+
+
+async def test_operations_are_audited(with_site: Core) -> None:
+    from bot.db.models import AuditLog
+    from sqlalchemy import select
+
+    core = with_site
+
+    async def ok(ctx: OpContext) -> str:
+        return "fine"
+
+    core.operations.register("ok", ok)
+    view = await core.operations.start("ok", site="farm", requested_by=77)
+    await core.operations.wait(view.id)
+    async with core.sessions() as s:
+        rows = (await s.execute(select(AuditLog).where(AuditLog.action == "ok"))).scalars().all()
+    assert [(r.user_id, r.site_name, r.outcome) for r in rows] == [(77, "farm", "succeeded")]
+    assert rows[0].detail == f"operation #{view.id}: fine"

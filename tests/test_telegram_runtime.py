@@ -74,6 +74,9 @@ async def test_stranger_refused_once_per_hour_with_audit(settings: Settings,
     assert len(refused) == 1
     assert (refused[0].user_id, refused[0].username, refused[0].action) == (
         STRANGER_ID, "mallory", "refused /status")
+    # the admin's command is in the audit trail too
+    assert [(r.user_id, r.action, r.outcome) for r in rows if r.user_id == ADMIN_ID] == [
+        (ADMIN_ID, "/start", "received")]
 
 
 async def test_groups_obey_admins_only(settings: Settings, api: FakeTelegramAPI) -> None:
