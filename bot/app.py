@@ -64,9 +64,16 @@ def build_application(settings: Settings, core: Core) -> App:
 
 
 def _feature_handlers() -> list[Any]:
-    from handlers import flash
+    from handlers import droplet, flash, peers, setup
 
-    return [*flash.flash_handlers()]
+    return [
+        *flash.flash_handlers(),
+        *setup.setup_handlers(),
+        *peers.peer_handlers(),
+        *droplet.droplet_handlers(),
+        # Last: /cancel when no conversation is running still gets an answer.
+        CommandHandler("cancel", basic.cancel),
+    ]
 
 
 def _file_url(base: str) -> str:

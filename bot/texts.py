@@ -223,10 +223,6 @@ TOKEN_REJECTED = (
     "DigitalOcean rejected that token (wrong, expired or revoked). Your message is deleted. "
     "Paste another token, or /cancel."
 )
-TOKEN_NOT_A_TOKEN = (
-    "That does not look like an API token (one word, no spaces). Your message is deleted. "
-    "Paste the token, or /cancel."
-)
 TOKEN_NOT_DELETED = (
     "⚠️ I could not delete the message with your token: delete it yourself, "
     "and revoke the token at cloud.digitalocean.com if this chat is shared."

@@ -145,8 +145,9 @@ async def test_shutdown_marks_running_interrupted(with_site: Core) -> None:
 
 
 async def test_operations_are_audited(with_site: Core) -> None:
-    from bot.db.models import AuditLog
     from sqlalchemy import select
+
+    from bot.db.models import AuditLog
 
     core = with_site
 
