@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -104,27 +105,31 @@ class Core:
     async def digitalocean(self) -> DigitalOceanClient:
         return await self.droplets.client()
 
+    async def start_operation(
+        self, kind: str, site: str | None, actor: Actor, sink: ProgressSink | None = None, *,
+        params: dict[str, Any] | None = None, chat_id: int | None = None,
+        message_id: int | None = None,
+    ) -> OperationView:
+        """Start a durable operation and note who asked for it (its end is audited too)."""
+        view = await self.operations.start(kind, site=site, params=params, sink=sink,
+                                           requested_by=actor.user_id, chat_id=chat_id,
+                                           message_id=message_id)
+        await self.audit.record(actor, kind, "started", site=site, detail=f"operation #{view.id}")
+        return view
+
     async def provision(
         self, site: str, actor: Actor, sink: ProgressSink | None = None,
         chat_id: int | None = None, message_id: int | None = None,
     ) -> OperationView:
-        view = await self.operations.start("provision_droplet", site=site, sink=sink,
-                                           requested_by=actor.user_id, chat_id=chat_id,
-                                           message_id=message_id)
-        await self.audit.record(actor, "droplet.provision", "started", site=site,
-                                detail=f"operation #{view.id}")
-        return view
+        return await self.start_operation("provision_droplet", site, actor, sink,
+                                          chat_id=chat_id, message_id=message_id)
 
     async def destroy_droplet(
         self, site: str, actor: Actor, sink: ProgressSink | None = None,
         chat_id: int | None = None, message_id: int | None = None,
     ) -> OperationView:
-        view = await self.operations.start("destroy_droplet", site=site, sink=sink,
-                                           requested_by=actor.user_id, chat_id=chat_id,
-                                           message_id=message_id)
-        await self.audit.record(actor, "droplet.destroy", "started", site=site,
-                                detail=f"operation #{view.id}")
-        return view
+        return await self.start_operation("destroy_droplet", site, actor, sink,
+                                          chat_id=chat_id, message_id=message_id)
 
     async def _audit_finished(self, view: OperationView) -> None:
         await self.audit.record(

@@ -85,16 +85,13 @@ async def start_with_progress(
     sink = MessageProgress(context.bot, msg.chat_id, msg.message_id)
     user = update.effective_user
     try:
-        view = await context.core.operations.start(
-            kind, site=site, params=dict(params or {}), requested_by=user.id, sink=sink,
+        return await context.core.start_operation(
+            kind, site, Actor(user.id, user.username), sink, params=dict(params or {}),
             chat_id=msg.chat_id, message_id=msg.message_id,
         )
     except Exception:
         await msg.delete()
         raise
-    await context.core.audit.record(Actor(user.id, user.username), kind, "started", site=site,
-                                    detail=f"operation #{view.id}")
-    return view
 
 
 async def on_retry(update: Update, context: CamreachContext) -> None:
