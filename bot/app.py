@@ -41,7 +41,8 @@ def build_application(settings: Settings, core: Core) -> App:
         .token(token)
         .context_types(ContextTypes(context=CamreachContext))
         .rate_limiter(AIORateLimiter(max_retries=3))
-        .concurrent_updates(True)
+        # Sequential updates: conversation state is saved before the next update is read.
+        .concurrent_updates(False)
     )
     if settings.telegram_api_base_url:
         base = settings.telegram_api_base_url

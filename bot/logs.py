@@ -10,6 +10,7 @@ import re
 _PATTERNS = [
     re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}"),
     re.compile(r"\bdo[por]_v1_[a-f0-9]{20,}\b"),
+    re.compile(r"\b[a-f0-9]{64}\b"),  # DigitalOcean's older bare-hex tokens
 ]
 
 
@@ -58,6 +59,8 @@ def setup_logging(level: str = "INFO") -> None:
     # httpx logs every request URL, and Bot API URLs contain the bot token.
     for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler", "asyncssh", "tftpy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # PTB logs whole incoming updates at DEBUG, pasted tokens included: never below INFO.
+    logging.getLogger("telegram").setLevel(max(logging.INFO, root.level))
 
 
 def install_redactor(handler: logging.Handler) -> None:

@@ -189,6 +189,8 @@ def peer_line(p: PeerStatus) -> str:
 CANCELLED = "Cancelled. Nothing was changed."
 BUTTON_CONFIRM = "Confirm"
 BUTTON_CANCEL = "Cancel"
+BUTTON_REMOVE = "Remove"
+BUTTON_DELETE = "Delete it"
 MENU_OUT_OF_DATE = "This menu is out of date: use the newest one."
 MENU_EXPIRED = "This menu has expired. Send the command again."
 NO_SITES = (
@@ -276,8 +278,11 @@ def setup_existing_text(site: str, d: Droplet) -> str:
     )
 
 
-def setup_chosen(site: str, size: str, region: str) -> str:
-    return f"{site}: {droplet_name(site)}, {size}, {region}. Starting…"
+def setup_site_chosen(site: str) -> str:
+    return f"Site: {site}"
+
+
+NO_SIZES = "DigitalOcean offers no droplet size right now. Try again later."
 
 
 # -- /peer -------------------------------------------------------------------------------------

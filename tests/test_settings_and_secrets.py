@@ -76,3 +76,19 @@ def test_redaction() -> None:
     assert "AAHdq" not in f.redact(line)
     assert f.redact("password my-secret-value!") == "password ***!"
     assert "dop_v1" not in f.redact("token dop_v1_" + "ab" * 32)
+
+
+def test_setup_logging_keeps_telegram_updates_out_of_debug_logs() -> None:
+    from bot.logs import setup_logging
+
+    root, tg = logging.getLogger(), logging.getLogger("telegram")
+    saved = (root.handlers[:], root.level, tg.level)
+    try:
+        setup_logging("DEBUG")
+        assert tg.getEffectiveLevel() == logging.INFO
+        assert logging.getLogger("telegram.ext.Application").isEnabledFor(logging.DEBUG) is False
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        tg.setLevel(saved[2])
+    f = RedactingFilter()
+    assert f.redact("token " + "ab12" * 16 + " end") == "token *** end"

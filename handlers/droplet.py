@@ -1,0 +1,120 @@
+"""/droplet [SITE] shows the site's droplet; /droplet destroy [SITE] deletes it.
+
+Deleting asks twice: a button, then the site name typed out, so neither a stray tap nor a
+reply sent to the wrong chat can delete a running server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from telegram import Update
+from telegram.ext import (
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot import texts
+from bot.errors import CamreachError
+from handlers.context import CamreachContext
+from handlers.operations import start_with_progress
+from handlers.setup import (
+    Handlers,
+    Menu,
+    cancel_button,
+    close_menu,
+    conversation,
+    current_menu,
+    expired_menu,
+    open_menu,
+    pressed,
+    resolve_site,
+)
+
+CONFIRMING_DESTROY, TYPING_SITE_NAME = range(2)
+
+
+@dataclass
+class DestroyMenu(Menu):
+    PREFIX: ClassVar[str] = "dd:"
+    site: str = ""
+
+
+async def droplet_command(update: Update, context: CamreachContext) -> int:
+    message = update.effective_message
+    assert message is not None
+    args = list(context.args or [])
+    if args[:1] == ["destroy"] and len(args) <= 2:
+        return await _ask_destroy(update, context, args[1] if len(args) > 1 else None)
+    if args[:1] == ["status"]:
+        args = args[1:]
+    if len(args) > 1:
+        await message.reply_text(texts.DROPLET_USAGE)
+        return ConversationHandler.END
+    site = await resolve_site(context, args[0] if args else None, "/droplet SITE")
+    await message.reply_text(texts.droplet_text(site, await context.core.droplets.describe(site)))
+    return ConversationHandler.END
+
+
+async def _ask_destroy(update: Update, context: CamreachContext, given: str | None) -> int:
+    message = update.effective_message
+    assert message is not None
+    site = await resolve_site(context, given, "/droplet destroy SITE")
+    droplet = await context.core.droplets.describe(site)
+    price = droplet.price_monthly
+    if price is None:  # recorded from DigitalOcean's answer; ask again if it is missing
+        try:
+            price = await (await context.core.digitalocean()).monthly_price(droplet.size)
+        except CamreachError:
+            price = None  # the cost is a courtesy; the droplet can be deleted without it
+    menu = open_menu(update, context, DestroyMenu(site=site))
+    await message.reply_text(texts.destroy_confirm_text(site, droplet, price),
+                             reply_markup=menu.confirm_keyboard(texts.BUTTON_DELETE))
+    return CONFIRMING_DESTROY
+
+
+async def on_confirm(update: Update, context: CamreachContext) -> int | None:
+    got = await pressed(update, context, DestroyMenu)
+    if got is None:
+        return None
+    menu, _ = got
+    assert update.callback_query is not None
+    await update.callback_query.edit_message_text(texts.destroy_type_name(menu.site))
+    return TYPING_SITE_NAME
+
+
+async def on_typed_name(update: Update, context: CamreachContext) -> int:
+    message = update.effective_message
+    menu = current_menu(update, context, DestroyMenu)
+    assert message is not None and menu is not None
+    close_menu(update, context, DestroyMenu)
+    if message.text != menu.site:
+        await message.reply_text(texts.DESTROY_NOT_CONFIRMED)
+        return ConversationHandler.END
+    try:
+        await start_with_progress(update, context, "destroy_droplet", site=menu.site)
+    except CamreachError as exc:  # e.g. another operation still runs on the site
+        await message.reply_text(texts.error_text(exc.user_message))
+    return ConversationHandler.END
+
+
+def build_droplet_conversation() -> ConversationHandler[CamreachContext]:
+    return conversation(
+        entry_points=[CommandHandler("droplet", droplet_command)],
+        states={
+            CONFIRMING_DESTROY: [
+                CallbackQueryHandler(on_confirm, pattern=DestroyMenu.pattern("yes"))],
+            TYPING_SITE_NAME: [MessageHandler(filters.TEXT & ~filters.COMMAND, on_typed_name)],
+        },
+        fallbacks=[CallbackQueryHandler(cancel_button(DestroyMenu),
+                                        pattern=DestroyMenu.pattern("cancel"))],
+    )
+
+
+def droplet_handlers() -> Handlers:
+    return [build_droplet_conversation(),
+            CallbackQueryHandler(expired_menu, pattern=f"^{DestroyMenu.PREFIX}")]
