@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient
+from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient, SizeInfo
 from bot.crypto import SecretBox, load_or_create_key
 from bot.db import engine as db
 from bot.errors import CamreachError
@@ -22,6 +22,9 @@ from bot.site import SiteSpec
 from jobs.operations import OpContext, OperationRunner, OperationView, ProgressSink
 
 log = logging.getLogger(__name__)
+
+# Types handlers may use without reaching into adapters.
+__all__ = ["AccountInfo", "Core", "SizeInfo"]
 
 
 class Core:

@@ -29,7 +29,7 @@ from telegram.ext import (
 from telegram.warnings import PTBUserWarning
 
 from bot import texts
-from bot.adapters.digitalocean import SizeInfo
+from bot.core import SizeInfo
 from bot.errors import AuthRejected, CamreachError, NotFound
 from bot.services.audit import Actor
 from handlers import basic
