@@ -21,8 +21,7 @@ from telegram.ext import (
 from bot import texts
 from bot.errors import CamreachError
 from handlers.context import CamreachContext
-from handlers.operations import start_with_progress
-from handlers.setup import (
+from handlers.menus import (
     Handlers,
     Menu,
     cancel_button,
@@ -34,6 +33,7 @@ from handlers.setup import (
     pressed,
     resolve_site,
 )
+from handlers.operations import start_with_progress
 
 CONFIRMING_DESTROY, TYPING_SITE_NAME = range(2)
 

@@ -12,7 +12,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandl
 from bot import texts
 from bot.errors import CamreachError
 from handlers.context import CamreachContext
-from handlers.setup import (
+from handlers.menus import (
     Handlers,
     Menu,
     actor_of,
