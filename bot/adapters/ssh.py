@@ -91,9 +91,14 @@ class SshConnection:
         """Run ``command`` (already quoted by the caller) with a timeout."""
         limit = timeout if timeout is not None else self.target.command_timeout
         with ssh_errors(self.target, command):
-            proc = await self.raw.run(
-                command, input=input, check=False, timeout=limit,
-                encoding=None if isinstance(input, bytes) else "utf-8",
+            # asyncssh's own timeout starts after the channel is open; a stalled link can
+            # hold the open itself for minutes, so the limit covers the whole exchange.
+            proc = await asyncio.wait_for(
+                self.raw.run(
+                    command, input=input, check=False, timeout=limit,
+                    encoding=None if isinstance(input, bytes) else "utf-8",
+                ),
+                limit,
             )
         out, err = proc.stdout or "", proc.stderr or ""
         if isinstance(out, bytes):

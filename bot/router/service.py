@@ -1,0 +1,369 @@
+"""RouterService: what the bot and the CLI call to reach, inspect and configure a router.
+
+It ties the pure pieces of this package to the database (Router and Modem rows, the site's
+WireGuard keys), the secrets (camreach's SSH key) and the droplet (the jump host).
+
+Paths to the router:
+- ``lan``: its LAN address from the site file (first contact, or a router on the bench);
+- ``tunnel``: the droplet, then the router's tunnel address (after the first push).
+``auto`` takes the tunnel once camreach has pushed a config and falls back to the LAN.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from bot.adapters.ssh import SshConnection, ssh_session
+from bot.db.models import Modem, Router, Site
+from bot.db.types import utcnow
+from bot.errors import NotFound, Unreachable, ValidationFailed
+from bot.render.model import RouterConfig
+from bot.render.router import render_router_sections
+from bot.router.access import (
+    RouterTiming,
+    install_client_key,
+    lan_target,
+    router_credentials,
+    tunnel_target,
+)
+from bot.router.detect import Detection, detect
+from bot.router.modem_status import ModemStatus, read_modem_status
+from bot.router.packages import FeedConfig, InstallResult, install_packages
+from bot.router.pool import ConnectionPool
+from bot.router.push import PushPlan, Route, Steps, plan_push, push_config
+from bot.router.site_config import choose_modem, modem_secrets, router_config
+from bot.services import identity
+from bot.services.droplets import DropletService
+from bot.services.secrets import SecretStore
+from bot.services.vpn_keys import ensure_site_keys
+from bot.site import SiteSpec
+from jobs.operations import OpContext
+
+__all__ = ["FirstContact", "RouterService", "Via"]
+
+log = logging.getLogger(__name__)
+
+Via = Literal["auto", "lan", "tunnel"]
+
+
+@dataclass(frozen=True)
+class FirstContact:
+    host_key: str
+    pinned_now: bool  # False: the key was pinned before and matched
+    key_added: bool  # False: camreach's key was already authorised
+
+    @property
+    def message(self) -> str:
+        pin = "pinned" if self.pinned_now else "matches the pinned key"
+        key = "installed" if self.key_added else "was already installed"
+        return (f"Connected. The router's host key {pin}; camreach's SSH key {key}, so camreach "
+                "logs in with its key from now on.")
+
+
+@dataclass(frozen=True)
+class _View:
+    """What the database says about a site, read once per call."""
+
+    spec: SiteSpec
+    pinned: str | None
+    key_installed: bool
+    pushed: bool
+    modem_mode: str | None
+    modem_device: str | None
+    droplet_ip: str | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class RouterService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        secrets: SecretStore,
+        droplets: DropletService,
+        *,
+        env: Mapping[str, str] | None = None,
+        timing: RouterTiming | None = None,
+        feeds: FeedConfig | None = None,
+        hilink_host: str = "192.168.8.1",
+    ) -> None:
+        self._sessions = sessions
+        self._secrets = secrets
+        self._droplets = droplets
+        self._env = env
+        self.timing = timing or RouterTiming()
+        self.feeds = feeds or FeedConfig()
+        self.hilink_host = hilink_host
+        self.pool = ConnectionPool()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- database ------------------------------------------------------------------------
+    async def _view(self, name: str) -> _View:
+        async with self._sessions() as s:
+            site = await _site(s, name)
+            r, m, d = site.router, site.modem, site.droplet
+            return _View(
+                spec=SiteSpec.model_validate(site.spec),
+                pinned=r.ssh_host_key if r else None,
+                key_installed=bool(r and r.key_installed),
+                pushed=bool(r and r.last_push_at),
+                modem_mode=m.mode if m else None,
+                modem_device=m.device if m else None,
+                droplet_ip=d.public_ipv4 if d else None,
+            )
+
+    async def _pin(self, name: str, conn: SshConnection) -> bool:
+        """Pin the router's host key on first contact; True if it was pinned now."""
+        async with self._sessions.begin() as s:
+            site = await _site(s, name)
+            if site.router is None:
+                site.router = Router(host=site.spec["router"]["host"])
+            if site.router.ssh_host_key is None:
+                site.router.ssh_host_key = conn.host_key
+                log.info("pinned the host key of the router of %s", name)
+                return True
+            return False
+
+    async def forget_host_key(self, name: str) -> None:
+        """Unpin, on purpose (the router was reflashed): the next contact pins afresh."""
+        async with self._sessions.begin() as s:
+            site = await _site(s, name)
+            if site.router is not None:
+                site.router.ssh_host_key = None
+                site.router.key_installed = False
+        for path in ("lan", "tunnel"):
+            await self.pool.discard(f"{path}:{name}")
+
+    # -- reaching the router ---------------------------------------------------------------
+    def _lan(self, view: _View, key: str) -> Route:
+        @asynccontextmanager
+        async def opener() -> AsyncIterator[SshConnection]:
+            target = lan_target(view.spec, client_key=key, pinned=view.pinned,
+                                timing=self.timing)
+            async with ssh_session(target) as conn:
+                await self._pin(view.name, conn)
+                yield conn
+
+        return Route(opener, "over the LAN")
+
+    def _tunnel(self, view: _View, key: str) -> Route:
+        @asynccontextmanager
+        async def opener() -> AsyncIterator[SshConnection]:
+            if view.droplet_ip is None:
+                raise NotFound(f"Site {view.name} has no droplet yet; run /setup first.")
+            target = tunnel_target(view.spec, client_key=key, pinned=view.pinned,
+                                   timing=self.timing)
+            async with self._droplets.session(view.name) as jump, ssh_session(
+                target, tunnel=jump
+            ) as conn:
+                await self._pin(view.name, conn)
+                yield conn
+
+        return Route(opener, "through the tunnel (via the droplet)")
+
+    def _pooled(self, key: str, route: Route) -> Route:
+        def opener() -> AbstractAsyncContextManager[SshConnection]:
+            return self.pool.connection(key, route.open)
+
+        return Route(opener, route.label)
+
+    async def _routes(self, view: _View, via: Via) -> list[Route]:
+        key = await identity.client_key(self._secrets)
+        lan = self._pooled(f"lan:{view.name}", self._lan(view, key))
+        tunnel = self._pooled(f"tunnel:{view.name}", self._tunnel(view, key))
+        if via == "lan":
+            return [lan]
+        if via == "tunnel":
+            return [tunnel]
+        return [tunnel, lan] if view.pushed and view.droplet_ip else [lan]
+
+    @asynccontextmanager
+    async def session(self, name: str, via: Via = "auto") -> AsyncIterator[SshConnection]:
+        """A (reused) connection to the router; ``auto`` falls back from tunnel to LAN."""
+        view = await self._view(name)
+        routes = await self._routes(view, via)
+        async with AsyncExitStack() as stack:
+            conn = None
+            for i, route in enumerate(routes):
+                try:
+                    conn = await stack.enter_async_context(route.open())
+                    break
+                except Unreachable:
+                    if i == len(routes) - 1:
+                        raise
+                    log.info("router of %s not reachable %s; trying the next way", name,
+                             route.label)
+            assert conn is not None
+            yield conn
+
+    # -- first contact -------------------------------------------------------------------
+    async def first_contact(self, name: str) -> FirstContact:
+        """Log in on the LAN with the site's password or key file, pin the host key, install
+        camreach's key, and prove that the key alone now works."""
+        view = await self._view(name)
+        creds = router_credentials(view.spec, self._env)
+        key = await identity.client_key(self._secrets)
+        target = lan_target(view.spec, client_key=key, pinned=view.pinned, credentials=creds,
+                            timing=self.timing)
+        async with ssh_session(target) as conn:
+            pinned_now = await self._pin(name, conn)
+            added = await install_client_key(conn, identity.client_public_key(key))
+            host_key = conn.host_key
+        key_only = lan_target(view.spec, client_key=key, pinned=host_key, timing=self.timing)
+        async with ssh_session(key_only) as conn:
+            await conn.run("true")
+        async with self._sessions.begin() as s:
+            site = await _site(s, name)
+            assert site.router is not None
+            site.router.key_installed = True
+        await self.pool.discard(f"lan:{name}")
+        return FirstContact(host_key, pinned_now, added)
+
+    # -- detection and packages ------------------------------------------------------------
+    async def detect(self, name: str, via: Via = "auto") -> Detection:
+        """One round trip; the result is also stored in the Router and Modem rows."""
+        async with self.session(name, via) as conn:
+            found = await detect(conn)
+        await self._store_detection(name, found)
+        return found
+
+    async def _store_detection(self, name: str, found: Detection) -> None:
+        f = found.facts
+        async with self._sessions.begin() as s:
+            site = await _site(s, name)
+            if site.router is not None:
+                site.router.openwrt_release = f"{f.release} {f.revision}"[:64]
+                site.router.board = f.board_model[:128]
+                site.router.arch = f.arch[:64]
+            if site.modem is None:
+                site.modem = Modem(protocol=site.spec.get("modem", {}).get("protocol", "auto"))
+            m = found.modem
+            site.modem.model = m.model[:128] if m else None
+            site.modem.usb_id = m.usb_id if m else None
+            site.modem.mode = m.mode if m else None
+            site.modem.device = m.device if m else None
+
+    async def install_missing(
+        self, name: str, *, online: bool | None = None, steps: Steps | None = None,
+        via: Via = "auto",
+    ) -> InstallResult:
+        """Install what the modem needs (online if the router can, else from this host)."""
+        async with self.session(name, via) as conn:
+            if steps is not None:
+                await steps.step(1, 3, "Detecting what the router has")
+            found = await detect(conn)
+            if steps is not None:
+                await steps.step(2, 3, "Installing " + (", ".join(found.missing_packages)
+                                                        or "nothing"))
+            result = await install_packages(conn, found.facts, found.missing_packages,
+                                            self.feeds, online=online)
+            if steps is not None:
+                await steps.step(3, 3, "Detecting again")
+            found = await detect(conn)
+        await self._store_detection(name, found)
+        return result
+
+    async def install_operation(self, ctx: OpContext) -> str:
+        """The ``install_router_packages`` operation (register it with the runner)."""
+        if ctx.site is None:
+            raise ValidationFailed("Which site?")
+        return (await self.install_missing(ctx.site, steps=ctx)).message
+
+    # -- config push ---------------------------------------------------------------------------
+    async def router_config(self, name: str) -> RouterConfig:
+        """The site's full router configuration (modem, tunnel, firewall)."""
+        view = await self._view(name)
+        if view.droplet_ip is None:
+            raise NotFound(f"Site {name} has no droplet yet; the router needs its address. "
+                           "Run /setup first.")
+        async with self._sessions.begin() as s:
+            site = await _site(s, name)
+            (server, _), (_, router_private) = await ensure_site_keys(
+                s, self._secrets.box, site, view.spec)
+            server_public = server.public_key
+        choice = choose_modem(view.spec.modem, view.modem_mode, view.modem_device)
+        return router_config(
+            view.spec, choice, modem_secrets(view.spec, self._env),
+            router_private_key=router_private, server_public_key=server_public,
+            endpoint_host=view.droplet_ip,
+        )
+
+    async def plan_push(self, name: str, via: Via = "auto") -> PushPlan:
+        """The diff to show before asking to confirm; ``no_changes`` when there is none."""
+        sections = render_router_sections(await self.router_config(name))
+        async with self.session(name, via) as conn:
+            return await plan_push(conn, sections)
+
+    async def push(
+        self, name: str, *, expect: str | None = None, steps: Steps | None = None,
+        via: Via = "auto", confirm_via: Literal["tunnel", "lan"] = "tunnel",
+    ) -> str:
+        """Apply with automatic rollback, confirmed over the tunnel (the path that must work
+        afterwards). ``confirm_via="lan"`` only for a router on the bench whose uplink is not
+        ready: the tunnel is then not proven."""
+        view = await self._view(name)
+        sections = render_router_sections(await self.router_config(name))
+        key = await identity.client_key(self._secrets)
+        labels = [r.label for r in await self._routes(view, via)]
+        apply_via = Route(lambda: self.session(name, via), " or ".join(labels))
+        # Never pooled: the confirm must show that a new connection gets through.
+        confirm = self._tunnel(view, key) if confirm_via == "tunnel" else self._lan(view, key)
+        result = await push_config(
+            apply_via, confirm, sections, deadline=self.timing.rollback_deadline,
+            holdoff=self.timing.holdoff,
+            expect=expect, steps=steps, grace=self.timing.confirm_grace,
+        )
+        if result.outcome == "applied":
+            async with self._sessions.begin() as s:
+                site = await _site(s, name)
+                if site.router is not None:
+                    site.router.last_push_at = utcnow()
+        return result.message
+
+    async def push_operation(self, ctx: OpContext) -> str:
+        """The ``push_router_config`` operation; params: ``expect`` (the fingerprint of the
+        plan the user confirmed), optional ``confirm_via``."""
+        if ctx.site is None:
+            raise ValidationFailed("Which site?")
+        expect = ctx.params.get("expect")
+        confirm_via = ctx.params.get("confirm_via", "tunnel")
+        if confirm_via not in ("tunnel", "lan"):
+            raise ValidationFailed("confirm_via must be 'tunnel' or 'lan'.")
+        return await self.push(ctx.site, expect=str(expect) if expect else None, steps=ctx,
+                               confirm_via=confirm_via)
+
+    # -- modem status ---------------------------------------------------------------------
+    async def modem_status(self, name: str, via: Via = "auto") -> ModemStatus:
+        view = await self._view(name)
+        try:
+            choice = choose_modem(view.spec.modem, view.modem_mode, view.modem_device)
+        except ValidationFailed as exc:
+            return ModemStatus("none", problems=(exc.user_message,))
+        async with self.session(name, via) as conn:
+            return await read_modem_status(conn, choice.protocol, choice.device,
+                                           hilink_host=self.hilink_host)
+
+
+async def _site(s: AsyncSession, name: str) -> Site:
+    site = (
+        await s.execute(
+            select(Site).where(Site.name == name).options(
+                selectinload(Site.router), selectinload(Site.modem), selectinload(Site.droplet)
+            )
+        )
+    ).scalar_one_or_none()
+    if site is None:
+        raise NotFound(f"There is no site named {name!r}.")
+    return site
