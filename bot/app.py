@@ -65,13 +65,14 @@ def build_application(settings: Settings, core: Core) -> App:
 
 
 def _feature_handlers() -> list[Any]:
-    from handlers import droplet, flash, peers, setup
+    from handlers import droplet, flash, peers, router, setup
 
     return [
         *flash.flash_handlers(),
         *setup.setup_handlers(),
         *peers.peer_handlers(),
         *droplet.droplet_handlers(),
+        *router.router_handlers(),
         # Last: /cancel when no conversation is running still gets an answer.
         CommandHandler("cancel", basic.cancel),
     ]

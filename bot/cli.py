@@ -304,6 +304,90 @@ async def peer_remove(ctx: click.Context, site: str, name: str, yes: bool) -> No
     click.echo(f"{name} removed from {site}.")
 
 
+@main.group("router")
+def router_group() -> None:
+    """The site's OpenWrt router: first contact, detection, packages, config push."""
+
+
+@router_group.command("connect")
+@click.argument("site")
+@click.pass_context
+@run_async
+async def router_connect(ctx: click.Context, site: str) -> None:
+    """First contact on the LAN: pin the host key and install camreach's SSH key."""
+    result = await with_core(settings_from(ctx),
+                             lambda c: c.router_first_contact(site, Actor.cli()))
+    click.echo(result.message)
+
+
+@router_group.command("detect")
+@click.argument("site")
+@click.pass_context
+@run_async
+async def router_detect(ctx: click.Context, site: str) -> None:
+    """Show the router's release, resources, USB modem, proposed protocol and uplink."""
+    found = await with_core(settings_from(ctx), lambda c: c.router_detect(site, Actor.cli()))
+    click.echo(found.summary())
+
+
+@router_group.command("install")
+@click.argument("site")
+@click.pass_context
+@run_async
+async def router_install(ctx: click.Context, site: str) -> None:
+    """Install the packages the modem needs (from this machine when the router is offline)."""
+
+    async def work(core: Core) -> None:
+        await run_operation(core, await core.install_router_packages(
+            site, Actor.cli(), TerminalProgress()))
+
+    await with_core(settings_from(ctx), work)
+
+
+@router_group.command("push")
+@click.argument("site")
+@click.option("--dry-run", is_flag=True, help="Show the changes; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--confirm-via", type=click.Choice(["tunnel", "lan"]), default="tunnel",
+              show_default=True,
+              help="The path that must work after the push; the router rolls back otherwise. "
+                   "'lan' only for a router on your desk whose uplink is not ready.")
+@click.pass_context
+@run_async
+async def router_push(ctx: click.Context, site: str, dry_run: bool, yes: bool,
+                      confirm_via: str) -> None:
+    """Push the modem, WireGuard and firewall config, with automatic rollback."""
+
+    async def work(core: Core) -> None:
+        plan = await core.plan_router_push(site)
+        if plan.no_changes:
+            click.echo("No changes: the router already has this configuration.")
+            return
+        click.echo("Changes on the router:")
+        for line in plan.diff:
+            click.echo(f"  {line}")
+        if dry_run:
+            return
+        if not yes and not click.confirm("Apply them (the router rolls back by itself if "
+                                         "camreach cannot reach it afterwards)?"):
+            click.echo("Nothing was changed.", err=True)
+            sys.exit(1)
+        await run_operation(core, await core.push_router(
+            site, Actor.cli(), plan.fingerprint, TerminalProgress(), confirm_via=confirm_via))
+
+    await with_core(settings_from(ctx), work)
+
+
+@router_group.command("modem")
+@click.argument("site")
+@click.pass_context
+@run_async
+async def router_modem(ctx: click.Context, site: str) -> None:
+    """Signal, operator and registration of the site's modem."""
+    status = await with_core(settings_from(ctx), lambda c: c.modem_status(site))
+    click.echo(status.summary())
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
 @click.pass_context

@@ -12,6 +12,11 @@ from bot.crypto import SecretBox, load_or_create_key
 from bot.db import engine as db
 from bot.errors import CamreachError
 from bot.logs import REDACTOR
+from bot.router.detect import Detection
+from bot.router.modem_status import ModemStatus
+from bot.router.packages import FeedConfig
+from bot.router.push_plan import PushPlan
+from bot.router.service import FirstContact, RouterService
 from bot.services import identity, sites
 from bot.services.audit import Actor, AuditTrail
 from bot.services.droplets import DropletService, Timing
@@ -44,6 +49,11 @@ class Core:
             self.sessions, self.secrets, env_token.get_secret_value() if env_token else None
         )
         self.peers = PeerService(self.sessions, self.secrets, self.droplets)
+        feeds = FeedConfig(base_url=settings.camreach_openwrt_feeds) \
+            if settings.camreach_openwrt_feeds else None
+        self.router = RouterService(self.sessions, self.secrets, self.droplets, feeds=feeds)
+        self.operations.register("push_router_config", self.router.push_operation)
+        self.operations.register("install_router_packages", self.router.install_operation)
         self.operations.on_finished = self._audit_finished
         self.operations.register("provision_droplet", self._provision)
         self.operations.register("destroy_droplet", self._destroy)
@@ -67,6 +77,7 @@ class Core:
 
     async def close(self) -> None:
         await self.operations.shutdown()
+        await self.router.close()
         await self.engine.dispose()
 
     # -- sites -------------------------------------------------------------------------
@@ -180,3 +191,39 @@ class Core:
         doc = spec.to_json()
         doc["droplet"] = {**doc["droplet"], "region": region, "size": size}
         await self.apply_site(SiteSpec.model_validate(doc), actor)
+
+    # -- the router -----------------------------------------------------------------------
+    async def router_first_contact(self, site: str, actor: Actor) -> FirstContact:
+        result = await self.router.first_contact(site)
+        await self.audit.record(actor, "router.connect", "ok", site=site,
+                                detail="host key pinned" if result.pinned_now else None)
+        return result
+
+    async def router_detect(self, site: str, actor: Actor) -> Detection:
+        found = await self.router.detect(site)
+        await self.audit.record(actor, "router.detect", "ok", site=site,
+                                detail=found.modem.model if found.modem else "no modem")
+        return found
+
+    async def plan_router_push(self, site: str) -> PushPlan:
+        return await self.router.plan_push(site)
+
+    async def push_router(
+        self, site: str, actor: Actor, expect: str, sink: ProgressSink | None = None, *,
+        confirm_via: str = "tunnel", chat_id: int | None = None, message_id: int | None = None,
+    ) -> OperationView:
+        """Push exactly the plan the user saw (``expect`` is its fingerprint)."""
+        return await self.start_operation(
+            "push_router_config", site, actor, sink,
+            params={"expect": expect, "confirm_via": confirm_via},
+            chat_id=chat_id, message_id=message_id)
+
+    async def install_router_packages(
+        self, site: str, actor: Actor, sink: ProgressSink | None = None, *,
+        chat_id: int | None = None, message_id: int | None = None,
+    ) -> OperationView:
+        return await self.start_operation("install_router_packages", site, actor, sink,
+                                          chat_id=chat_id, message_id=message_id)
+
+    async def modem_status(self, site: str) -> ModemStatus:
+        return await self.router.modem_status(site)

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     telegram_api_base_url: str | None = None
     digitalocean_token: SecretStr | None = None
     camreach_log_level: str = "INFO"
+    camreach_openwrt_feeds: str | None = None
 
     @field_validator("camreach_admins")
     @classmethod

@@ -19,6 +19,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("setup", "Create a site's VPN server: /setup [SITE]"),
     ("peer", "VPN phones and laptops: /peer add NAME, /peer list, /peer remove NAME"),
     ("droplet", "The site's server: /droplet [SITE], /droplet destroy [SITE]"),
+    ("router", "The site's router: /router connect|detect|install|push|modem [SITE]"),
     ("cancel", "Stop the current conversation"),
 ]
 
@@ -348,3 +349,23 @@ def destroy_type_name(site: str) -> str:
 
 
 DESTROY_NOT_CONFIRMED = "That is not the site name. Nothing was deleted."
+
+
+ROUTER_USAGE = (
+    "Usage: /router VERB [SITE], VERB one of:\n"
+    "connect — first login on the LAN: pin its host key, install camreach's SSH key\n"
+    "detect — OpenWrt release, free flash, USB modem and the protocol to use\n"
+    "install — install the packages the modem needs (works without internet on the router)\n"
+    "push — show the config changes, then apply them with automatic rollback\n"
+    "modem — signal, operator and registration of the modem"
+)
+WORKING = "Working on it…"
+ROUTER_NO_CHANGES = "No changes: the router already has this configuration. Nothing was touched."
+BUTTON_APPLY = "Apply"
+
+
+def router_diff_text(site: str, diff: list[str]) -> str:
+    lines = "\n".join(diff)
+    return (f"Changes for the router of {site}:\n{lines}\n\nApply them? If camreach cannot "
+            "reach the router through the tunnel afterwards, the router restores its old "
+            "config by itself within two minutes.")
