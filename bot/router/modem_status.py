@@ -290,8 +290,17 @@ trap 'rm -rf "$T"' EXIT
 n=0
 for c in 'AT+CSQ' 'AT^HCSQ?' 'AT+COPS?' 'AT+CREG?' 'AT+CEREG?'; do
 	n=$((n + 1))
-	COMMAND="$c" gcom -d "$1" -s /etc/gcom/runcommand.gcom > "$T/at$n" 2>/dev/null
+	# busybox has no timeout(1) here: a silent modem port must not hold the readout.
+	COMMAND="$c" gcom -d "$1" -s /etc/gcom/runcommand.gcom > "$T/at$n" 2>/dev/null &
+	pid=$!
+	( sleep 4; kill -9 "$pid" ) </dev/null >/dev/null 2>&1 &
+	killer=$!
+	wait "$pid"
+	kill "$killer" 2>/dev/null
 	emit "at$n" "$T/at$n"
+	# No answer to the first command (gcom prints only its "sending ->" line): the port is
+	# silent, and asking more would only cost time.
+	if [ "$n" = 1 ] && ! grep -qE 'OK|ERROR|^[+^]' "$T/at$n"; then break; fi
 done
 """
 
