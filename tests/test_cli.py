@@ -39,7 +39,10 @@ def test_version_and_help(cli_env: dict[str, str]) -> None:
     out = camreach(cli_env, "--version")
     assert out.returncode == 0 and "camreach, version 0.1.0" in out.stdout
     for cmd in (["run"], ["db", "upgrade"], ["db", "current"], ["site", "apply"],
-                ["site", "list"], ["site", "show"], ["status"], ["flash"]):
+                ["site", "list"], ["site", "show"], ["site", "destroy"], ["status"], ["flash"],
+                ["peer", "add"], ["peer", "list"], ["peer", "remove"], ["router", "connect"],
+                ["router", "detect"], ["router", "install"], ["router", "push"],
+                ["router", "modem"]):
         res = camreach(cli_env, *cmd, "--help")
         assert res.returncode == 0, (cmd, res.stderr)
         assert "Usage: camreach" in res.stdout
