@@ -126,7 +126,7 @@ class DropletService:
         await ctx.step(6, STEPS, f"Waiting for SSH and first-boot setup on {droplet.public_ipv4}")
         await self._wait_ready(ctx, site_name)
         return (f"Droplet {droplet.name} at {droplet.public_ipv4} is ready: WireGuard listens on "
-                f"UDP {spec.vpn.port}.")
+                f"UDP {spec.vpn.port}. Next: /router connect, then /router push.")
 
     async def _server_config(self, site_name: str) -> tuple[int, SiteSpec, ServerConfig]:
         async with self._sessions.begin() as s:
