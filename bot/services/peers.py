@@ -24,7 +24,13 @@ from bot.db.models import PeerKind, Secret, Site, VpnPeer
 from bot.errors import NotFound, RemoteFailed, ValidationFailed
 from bot.render.model import ClientConfig
 from bot.render.qr import qr_png
-from bot.render.wg_conf import add_peer, client_conf, device_peer, remove_peer
+from bot.render.wg_conf import (
+    add_peer,
+    client_conf,
+    device_peer,
+    next_free_address,
+    remove_peer,
+)
 from bot.services.droplets import DropletService
 from bot.services.secrets import SecretStore
 from bot.services.vpn_keys import ensure_peer, key_secret_name
@@ -82,13 +88,6 @@ def parse_wg_dump(text: str) -> list[DumpPeer]:
     return peers
 
 
-def next_free_address(subnet: ipaddress.IPv4Network, used: set[str]) -> ipaddress.IPv4Address:
-    for host in subnet.hosts():
-        if str(host) not in used:
-            return host
-    raise ValidationFailed(f"The VPN subnet {subnet} is full: remove a peer first.")
-
-
 class PeerService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], secrets: SecretStore,
                  droplets: DropletService) -> None:
@@ -119,7 +118,8 @@ class PeerService:
                 raise NotFound(f"Site {site_name} has no VPN server yet. Run /setup first.")
             used = {p.tunnel_address for p in site.peers}
             used |= {str(spec.vpn.server_address), str(spec.vpn.router_address)}
-            address = next_free_address(spec.vpn.subnet, used)
+            address = next_free_address(
+                [], spec.vpn.subnet, reserved={ipaddress.IPv4Address(a) for a in used})
             endpoint = site.droplet.public_ipv4
             server_public = server.public_key
 
