@@ -114,6 +114,19 @@ async def pressed(update: Update, context: CamreachContext, kind: type[M]) -> tu
     return menu, int(index)
 
 
+async def confirmed(update: Update, context: CamreachContext, kind: type[M]) -> M | None:
+    """A confirm press: this run's menu, now closed and with its buttons gone (so a second
+    press cannot start a second run); None for an old keyboard."""
+    got = await pressed(update, context, kind)
+    if got is None:
+        return None
+    close_menu(update, context, kind)
+    assert update.callback_query is not None
+    with contextlib.suppress(BadRequest):  # already without keyboard
+        await update.callback_query.edit_message_reply_markup(None)
+    return got[0]
+
+
 def cancel_button(kind: type[Menu]) -> Callable[[Update, CamreachContext], CancelResult]:
     async def cancel(update: Update, context: CamreachContext) -> int | None:
         if await pressed(update, context, kind) is None:

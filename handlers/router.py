@@ -20,10 +20,9 @@ from handlers.menus import (
     Menu,
     actor_of,
     cancel_button,
-    close_menu,
+    confirmed,
     conversation,
     open_menu,
-    pressed,
     resolve_site,
 )
 from handlers.operations import start_with_progress
@@ -82,13 +81,9 @@ async def _ask_push(update: Update, context: CamreachContext, site: str) -> int:
 
 
 async def on_confirm(update: Update, context: CamreachContext) -> int | None:
-    got = await pressed(update, context, PushMenu)
-    if got is None:
+    menu = await confirmed(update, context, PushMenu)
+    if menu is None:
         return None
-    menu, _ = got
-    close_menu(update, context, PushMenu)
-    assert update.callback_query is not None
-    await update.callback_query.edit_message_reply_markup(None)
     try:
         await start_with_progress(update, context, "push_router_config", site=menu.site,
                                   params={"expect": menu.fingerprint, "confirm_via": "tunnel"})

@@ -25,7 +25,7 @@ from handlers.menus import (
     Menu,
     actor_of,
     cancel_button,
-    close_menu,
+    confirmed,
     conversation,
     current_menu,
     expired_menu,
@@ -183,14 +183,9 @@ async def on_region(update: Update, context: CamreachContext) -> int | None:
 
 
 async def on_confirm(update: Update, context: CamreachContext) -> int | None:
-    got = await pressed(update, context, SetupMenu)
-    if got is None:
+    menu = await confirmed(update, context, SetupMenu)
+    if menu is None:
         return None
-    menu, _ = got
-    close_menu(update, context, SetupMenu)
-    assert update.callback_query is not None
-    # Keep the summary, drop the buttons: a second press must not start a second run.
-    await update.callback_query.edit_message_reply_markup(None)
     try:
         if not menu.existing:
             assert menu.size is not None
