@@ -72,3 +72,17 @@ async def test_sigkill_then_restart_offers_retry(cli_env: dict[str, str], tmp_pa
     data = yaml.safe_load(out)
     assert data[0]["last_operation"]["state"] == "succeeded"
     assert data[0]["droplet"]["status"] == "active"
+
+
+async def test_run_with_a_token_telegram_rejects(cli_env: dict[str, str]) -> None:
+    async with FakeTelegramAPI() as api:
+        env = dict(cli_env, TELEGRAM_BOT_TOKEN="999:wrong-token-from-somewhere-else",
+                   TELEGRAM_API_BASE_URL=api.base_url)
+        proc = await asyncio.create_subprocess_exec(
+            exe(), "run", env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 1
+    assert "Telegram rejected TELEGRAM_BOT_TOKEN" in text and "@BotFather" in text
+    assert "Traceback" not in text and "wrong-token-from-somewhere-else" not in text
