@@ -96,10 +96,6 @@ class OperationRunner:
     def register(self, kind: str, fn: OperationFn) -> None:
         self._kinds[kind] = fn
 
-    @property
-    def kinds(self) -> frozenset[str]:
-        return frozenset(self._kinds)
-
     async def start(
         self,
         kind: str,
@@ -166,9 +162,6 @@ class OperationRunner:
             if op is None:
                 raise NotFound(f"There is no operation #{op_id}.")
             return _view(op, await _site_name(s, op.site_id))
-
-    async def attach_message(self, op_id: int, chat_id: int, message_id: int) -> None:
-        await self._save(op_id, chat_id=chat_id, message_id=message_id)
 
     async def _run(self, view: OperationView, sink: ProgressSink | None) -> None:
         ctx = OpContext(self, view, sink)

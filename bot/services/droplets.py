@@ -27,7 +27,7 @@ from bot.render.cloud_init import render_user_data
 from bot.render.model import ServerConfig
 from bot.render.wg_conf import device_peer, router_peer
 from bot.services import identity
-from bot.services.secrets import SecretStore, get_secret
+from bot.services.secrets import SecretStore
 from bot.services.vpn_keys import ensure_site_keys
 from bot.site import SiteSpec
 from jobs.operations import OpContext
@@ -253,7 +253,3 @@ async def _site(s: AsyncSession, name: str) -> Site:
         raise NotFound(f"There is no site named {name!r}.")
     return site
 
-
-async def private_key_of(s: AsyncSession, box: SecretBox, peer: VpnPeer) -> str | None:
-    return None if peer.private_key_secret is None else await get_secret(
-        s, box, peer.private_key_secret)
