@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import re
 
-# Telegram bot tokens (``123456:AA...``) and DigitalOcean tokens (``dop_v1_...``) by shape,
-# so they are masked even before camreach knows the exact value.
+# Telegram bot tokens (``123456:AA...``), DigitalOcean tokens (``dop_v1_...``) and HTTP bearer
+# credentials by shape, so they are masked even before camreach knows the exact value.
 _PATTERNS = [
-    re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}"),
-    re.compile(r"\bdo[por]_v1_[a-f0-9]{20,}\b"),
-    re.compile(r"\b[a-f0-9]{64}\b"),  # DigitalOcean's older bare-hex tokens
+    (re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}"), "***"),
+    (re.compile(r"\bdo[opr]_v1_[0-9a-fA-F]{16,}"), "***"),
+    (re.compile(r"\b[a-f0-9]{64}\b"), "***"),  # DigitalOcean's older bare-hex tokens
+    (re.compile(r"(?i)\b(bearer)\s+[^\s'\",}]+"), r"\1 ***"),
 ]
 
 
@@ -28,8 +29,8 @@ class RedactingFilter(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        for pattern in _PATTERNS:
-            text = pattern.sub("***", text)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -53,6 +53,7 @@ from bot.errors import (
     Unreachable,
     ValidationFailed,
 )
+from bot.logs import REDACTOR
 
 __all__ = [
     "AccountInfo",
@@ -197,31 +198,17 @@ class DropletNotReady(TransientError):
 # --------------------------------------------------------------------------- redaction
 
 
-_BEARER = re.compile(r"(?i)bearer\s+[^\s'\",}]+")
-_DO_TOKEN = re.compile(r"\bdo[opr]_v1_[0-9a-fA-F]{16,}")
 _LIB_REQUEST_LINE = re.compile(
     r"^(?P<method>GET|POST|PUT|PATCH|DELETE) (?P<url>\S+) (?P<payload>params|data):", re.S
 )
 
 
-class _RedactingFilter(logging.Filter):
+class _RequestLineFilter(logging.Filter):
     """Keeps tokens and request bodies out of python-digitalocean's DEBUG lines.
 
     The library logs ``METHOD URL params|data:<body> <headers> <timeout>``; only method and URL
-    survive. Known tokens, ``Bearer …`` and DO-shaped tokens are scrubbed from any line.
+    survive. Tokens are then masked by camreach's shared redactor (which knows the token).
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-
-    def remember(self, secret: str) -> None:
-        self._secrets.add(secret)
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _DO_TOKEN.sub("***", _BEARER.sub("Bearer ***", text))
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -231,19 +218,19 @@ class _RedactingFilter(logging.Filter):
         line = _LIB_REQUEST_LINE.match(message)
         if line:
             message = f"{line['method']} {line['url']} ({line['payload']} and headers withheld)"
-        record.msg = self.scrub(message)
+        record.msg = REDACTOR.redact(message)
         record.args = ()
         return True
 
 
-_REDACTOR = _RedactingFilter()
+_LIB_FILTER = _RequestLineFilter()
 
 
 def _install_redactor() -> None:
     # The library logs through the logger named after its package, "digitalocean".
     lib_log = logging.getLogger(digitalocean.__name__)
-    if _REDACTOR not in lib_log.filters:
-        lib_log.addFilter(_REDACTOR)
+    if _LIB_FILTER not in lib_log.filters:
+        lib_log.addFilter(_LIB_FILTER)
 
 
 _install_redactor()
@@ -467,7 +454,7 @@ def _do_message(response: Any) -> str:
         text = str(body["message"])
     else:
         text = _s(getattr(response, "text", "")).strip() or f"HTTP {response.status_code}"
-    return _REDACTOR.scrub(" ".join(text.split()))[:300]
+    return REDACTOR.redact(" ".join(text.split()))[:300]
 
 
 def _rate_limit_wait(headers: Mapping[str, str], now: float) -> float:
@@ -550,7 +537,7 @@ def _map_error(
         # A 2xx with a body we (or the library) could not read.
         return RemoteFailed(
             f"DigitalOcean sent an answer camreach could not read while trying to {what}.",
-            detail=f"{type(exc).__name__}: {_REDACTOR.scrub(str(exc))[:300]}",
+            detail=f"{type(exc).__name__}: {REDACTOR.redact(str(exc))[:300]}",
         )
     if isinstance(exc, requests.exceptions.RequestException):
         return Unreachable(
@@ -603,7 +590,7 @@ class DigitalOceanClient:
             # Never echo it: requests would put a malformed header value in its error text.
             raise AuthRejected(AUTH_REJECTED_MESSAGE, detail="token is empty or malformed")
         _install_redactor()
-        _REDACTOR.remember(token)
+        REDACTOR.add(token)
         self._token = _Secret(token)
         self.end_point = resolve_end_point(endpoint)
         self._max_retries = max(0, max_retries)
