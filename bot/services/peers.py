@@ -122,9 +122,6 @@ class PeerService:
                 [], spec.vpn.subnet, reserved={ipaddress.IPv4Address(a) for a in used})
             endpoint = site.droplet.public_ipv4
             server_public = server.public_key
-
-        async with self._sessions() as s:
-            site, _ = await _site(s, site_name)
             # Generate the key inside a transaction we roll back unless the droplet takes it.
             peer, private = await ensure_peer(s, self._box, site, name, PeerKind.PHONE, address)
             public = peer.public_key
