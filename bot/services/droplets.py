@@ -80,9 +80,7 @@ class DropletService:
         return self._secrets.box
 
     async def has_token(self) -> bool:
-        if self._env_token:
-            return True
-        return await self._secrets.get(identity.DO_TOKEN_SECRET) is not None
+        return await identity.find_do_token(self._secrets, self._env_token) is not None
 
     async def client(self) -> DigitalOceanClient:
         token = await identity.do_token(self._secrets, self._env_token)

@@ -30,10 +30,13 @@ def client_public_key(private_key: str) -> str:
     return public_key_line(asyncssh.import_private_key(private_key)) + " camreach"
 
 
-async def do_token(secrets: SecretStore, from_env: str | None) -> str:
+async def find_do_token(secrets: SecretStore, from_env: str | None) -> str | None:
     """A token typed into the chat wins over the environment (it is the newer one)."""
-    stored = await secrets.get(DO_TOKEN_SECRET)
-    token = stored or from_env
-    if not token:
+    return await secrets.get(DO_TOKEN_SECRET) or from_env or None
+
+
+async def do_token(secrets: SecretStore, from_env: str | None) -> str:
+    token = await find_do_token(secrets, from_env)
+    if token is None:
         raise OperatorError(NO_TOKEN)
     return token
