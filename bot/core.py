@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient, SizeInfo
-from bot.crypto import SecretBox, load_or_create_key
-from bot.db import engine as db
+from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient, RegionInfo, SizeInfo
+from bot.crypto import SecretBox
 from bot.errors import CamreachError
 from bot.logs import REDACTOR
+from bot.operations import OperationView, ProgressSink
 from bot.router.detect import Detection
 from bot.router.modem_status import ModemStatus
 from bot.router.packages import FeedConfig
@@ -19,17 +19,19 @@ from bot.router.push_plan import PushPlan
 from bot.router.service import FirstContact, RouterService
 from bot.services import identity, sites
 from bot.services.audit import Actor, AuditTrail
-from bot.services.droplets import DropletService, Timing
+from bot.services.droplets import DropletService, DropletView, Timing
 from bot.services.peers import NewPeer, PeerService, PeerStatus
 from bot.services.secrets import SecretStore
 from bot.settings import Settings
 from bot.site import SiteSpec
-from jobs.operations import OpContext, OperationRunner, OperationView, ProgressSink
+
+if TYPE_CHECKING:
+    from jobs.operations import OperationRunner
 
 log = logging.getLogger(__name__)
 
 # Types handlers may use without reaching into adapters.
-__all__ = ["AccountInfo", "Core", "SizeInfo"]
+__all__ = ["AccountInfo", "Core", "DropletView", "SizeInfo"]
 
 
 class Core:
@@ -43,7 +45,6 @@ class Core:
         )
         self.secrets = SecretStore(self.sessions, box)
         self.audit = AuditTrail(self.sessions)
-        self.operations = OperationRunner(self.sessions)
         env_token = settings.digitalocean_token
         self.droplets = DropletService(
             self.sessions, self.secrets, env_token.get_secret_value() if env_token else None
@@ -52,28 +53,33 @@ class Core:
         feeds = FeedConfig(base_url=settings.camreach_openwrt_feeds) \
             if settings.camreach_openwrt_feeds else None
         self.router = RouterService(self.sessions, self.secrets, self.droplets, feeds=feeds)
-        self.operations.register("push_router_config", self.router.push_operation)
-        self.operations.register("install_router_packages", self.router.install_operation)
-        self.operations.on_finished = self._audit_finished
-        self.operations.register("provision_droplet", self._provision)
-        self.operations.register("destroy_droplet", self._destroy)
+        self._runner: OperationRunner | None = None
+
+    def attach_runner(self, runner: OperationRunner) -> None:
+        """Called once by the composition root (:mod:`bot.compose`)."""
+        self._runner = runner
+        runner.on_finished = self._audit_finished
+
+    @property
+    def operations(self) -> OperationRunner:
+        assert self._runner is not None, "open the core with bot.compose.open_core"
+        return self._runner
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = True) -> Core:
-        url = settings.async_database_url
-        if migrate:
-            await db.upgrade(url)
-        key = load_or_create_key(
-            settings.camreach_secret_key.get_secret_value()
-            if settings.camreach_secret_key
-            else None,
-            settings.data_dir,
-        )
-        for secret in (settings.telegram_bot_token, settings.digitalocean_token):
-            REDACTOR.add(secret.get_secret_value() if secret else None)
-        core = cls(settings, db.make_engine(url), SecretBox(key))
-        await core.secrets.verify()
-        return core
+        """The composition root's core (kept here so callers need not know where it is)."""
+        from bot.compose import open_core
+
+        return await open_core(settings, migrate=migrate)
+
+    # -- for surfaces --------------------------------------------------------------------
+    def admin_ids(self) -> frozenset[int]:
+        return self.settings.admins
+
+    async def record(self, actor: Actor, action: str, outcome: str, *,
+                     site: str | None = None, detail: str | None = None) -> None:
+        """An entry in the audit trail (commands received, refusals)."""
+        await self.audit.record(actor, action, outcome, site=site, detail=detail)
 
     async def close(self) -> None:
         await self.operations.shutdown()
@@ -122,12 +128,12 @@ class Core:
     async def start_operation(
         self, kind: str, site: str | None, actor: Actor, sink: ProgressSink | None = None, *,
         params: dict[str, Any] | None = None, chat_id: int | None = None,
-        message_id: int | None = None,
+        message_id: int | None = None, retry_of: int | None = None,
     ) -> OperationView:
         """Start a durable operation and note who asked for it (its end is audited too)."""
         view = await self.operations.start(kind, site=site, params=params, sink=sink,
                                            requested_by=actor.user_id, chat_id=chat_id,
-                                           message_id=message_id)
+                                           message_id=message_id, retry_of=retry_of)
         await self.audit.record(actor, kind, "started", site=site, detail=f"operation #{view.id}")
         return view
 
@@ -151,13 +157,50 @@ class Core:
             site=view.site, detail=f"operation #{view.id}: {view.error or view.message}"[:2000],
         )
 
-    async def _provision(self, ctx: OpContext) -> str:
-        assert ctx.site is not None
-        return await self.droplets.provision(ctx, ctx.site)
+    # -- operations ------------------------------------------------------------------------
+    async def operation(self, op_id: int) -> OperationView:
+        return await self.operations.get(op_id)
 
-    async def _destroy(self, ctx: OpContext) -> str:
-        assert ctx.site is not None
-        return await self.droplets.destroy(ctx, ctx.site)
+    async def list_operations(self, site: str | None = None, *, limit: int = 50
+                              ) -> list[OperationView]:
+        if site is not None:
+            await self.site_spec(site)  # a clear "no such site" rather than an empty list
+        return await self.operations.list_views(site=site, limit=limit)
+
+    async def interrupted_operations(self, site: str) -> list[OperationView]:
+        """Runs of ``site`` that were interrupted and not yet run again (oldest first)."""
+        site_id_views = await self.operations.list_views(site=site, retryable_only=True)
+        return sorted(site_id_views, key=lambda v: v.id)
+
+    async def expire_stale_operations(self) -> list[OperationView]:
+        """Mark operations whose process is gone as interrupted (never a live one)."""
+        return await self.operations.expire_stale()
+
+    async def wait_operation(self, op_id: int) -> OperationView:
+        return await self.operations.wait(op_id)
+
+    async def retry_operation(
+        self, op_id: int, actor: Actor, sink: ProgressSink | None = None, *,
+        chat_id: int | None = None, message_id: int | None = None,
+    ) -> OperationView:
+        """Run interrupted operation ``op_id`` again, once; refused if it is not interrupted."""
+        view = await self.operations.retry(op_id, requested_by=actor.user_id, sink=sink,
+                                           chat_id=chat_id, message_id=message_id)
+        await self.audit.record(actor, view.kind, "retried", site=view.site,
+                                detail=f"operation #{op_id} as #{view.id}")
+        return view
+
+    async def describe_droplet(self, site: str) -> DropletView | None:
+        return await self.droplets.view(site)
+
+    async def droplet_sizes(self) -> list[SizeInfo]:
+        return await (await self.droplets.client()).list_sizes()
+
+    async def droplet_regions(self, size: str) -> list[RegionInfo]:
+        return await (await self.droplets.client()).available_regions_for(size)
+
+    async def monthly_price(self, size: str) -> float:
+        return await (await self.droplets.client()).monthly_price(size)
 
     # -- VPN peers -----------------------------------------------------------------------
     async def add_peer(

@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     digitalocean_token: SecretStr | None = None
     camreach_log_level: str = "INFO"
     camreach_openwrt_feeds: str | None = None
+    camreach_lease_seconds: float = 30.0
+
+    @field_validator("camreach_lease_seconds")
+    @classmethod
+    def _lease_positive(cls, value: float) -> float:
+        if not 1.0 <= value <= 3600.0:
+            raise ValueError("CAMREACH_LEASE_SECONDS must be between 1 and 3600 seconds")
+        return value
 
     @field_validator("camreach_admins")
     @classmethod

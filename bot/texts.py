@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.adapters.digitalocean import RegionInfo, SizeInfo
-from bot.db.models import Droplet, OpState
-from bot.services.droplets import droplet_name
+from bot.db.models import OpState
+from bot.operations import OperationView
+from bot.services.droplets import DropletView, droplet_name
 from bot.services.peers import PeerStatus
 from bot.services.sites import SiteStatus
-from jobs.operations import OperationView
 
 COMMANDS: list[tuple[str, str]] = [
     ("start", "What camreach does"),
@@ -271,7 +271,7 @@ def setup_confirm_text(site: str, size: str, region: str, price: float) -> str:
     )
 
 
-def setup_existing_text(site: str, d: Droplet) -> str:
+def setup_existing_text(site: str, d: DropletView) -> str:
     return (
         f"{site} already has droplet {d.name} (#{d.do_id}, {d.region}, {d.size}, "
         f"{usd_month(d.price_monthly)}). Confirm to check it and finish its set-up; nothing new "
@@ -330,12 +330,12 @@ def peer_not_found(name: str, site: str) -> str:
 DROPLET_USAGE = "Usage: /droplet [SITE] shows it; /droplet destroy [SITE] deletes it."
 
 
-def droplet_text(site: str, d: Droplet) -> str:
+def droplet_text(site: str, d: DropletView) -> str:
     return (f"{site}: droplet {d.name} (#{d.do_id}) is {d.status} in {d.region}, {d.size}, "
             f"{d.public_ipv4 or 'no address yet'}, {usd_month(d.price_monthly)}.")
 
 
-def destroy_confirm_text(site: str, d: Droplet, price: float | None) -> str:
+def destroy_confirm_text(site: str, d: DropletView, price: float | None) -> str:
     return (
         f"This deletes {site}'s droplet for good:\n"
         f"  name: {d.name}\n  id: {d.do_id}\n  IP: {d.public_ipv4 or 'none'}\n"

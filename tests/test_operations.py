@@ -11,7 +11,8 @@ from bot.db.models import OpState
 from bot.errors import Busy, RemoteFailed
 from bot.services.audit import Actor
 from bot.site import parse_site
-from jobs.operations import OpContext, OperationRunner, OperationView
+from bot.operations import OpContext, OperationView
+from jobs.operations import OperationRunner
 
 
 class Recorder:
@@ -109,17 +110,19 @@ async def test_restart_recovery(with_site: Core) -> None:
     core.operations.register("hang", hang)
     view = await core.operations.start("hang", site="farm", params={"a": 1})
     await started.wait()
-    # A second process (the restarted bot) finds the row still running and marks it.
+    # A second process (the restarted bot) looks while the owner is alive: nothing changes.
     other = OperationRunner(core.sessions)
-    recovered = await other.recover_interrupted()
-    assert [r.id for r in recovered] == [view.id]
-    assert recovered[0].state is OpState.INTERRUPTED and recovered[0].step == 1
-    # Retry runs the same kind with the same params.
+    assert await other.recover_interrupted() == []
+    assert (await other.get(view.id)).state is OpState.RUNNING
+    # The owner stops; now its row is interrupted and a retry runs the same kind and params.
+    await core.operations.shutdown()
+    assert (await other.get(view.id)).state is OpState.INTERRUPTED
     other.register("hang", hang)
     started.clear()
     again = await other.retry(view.id, requested_by=1)
     await started.wait()
     assert again.kind == "hang" and again.params == {"a": 1} and again.id != view.id
+    assert again.retry_of == view.id and (await other.get(view.id)).retried_by == again.id
     await other.shutdown()
     assert (await other.get(again.id)).state is OpState.INTERRUPTED
 

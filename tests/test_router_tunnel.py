@@ -31,7 +31,7 @@ from bot.services.audit import Actor
 from bot.services.droplets import server_config
 from bot.services.vpn_keys import ensure_site_keys
 from bot.site import SiteSpec, parse_site
-from jobs.operations import OperationView
+from bot.operations import OperationView
 from tests.infra.droplet_host import DropletHost
 from tests.infra.openwrt_router import OpenWrtRouter
 from tests.test_router_detect import plant_e3372h_stick

@@ -21,7 +21,7 @@ from bot.settings import Settings
 from bot.site import parse_site
 from handlers.context import CamreachContext
 from handlers.operations import RETRY_PREFIX, start_with_progress
-from jobs.operations import OpContext
+from bot.operations import OpContext
 from tests.botharness import running_bot
 from tests.conftest import ADMIN_ID, STRANGER_ID
 from tests.fakes.telegram_api import FakeTelegramAPI

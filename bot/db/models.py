@@ -13,12 +13,14 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -198,10 +200,16 @@ class OpState(enum.StrEnum):
 
 
 ACTIVE_STATES = (OpState.QUEUED, OpState.RUNNING)
+# The database itself keeps one active operation per site, whichever process starts it.
+_ACTIVE_SQL = text("state IN ('queued', 'running') AND site_id IS NOT NULL")
 
 
 class Operation(Base):
     __tablename__ = "operations"
+    __table_args__ = (
+        Index("uq_operations_active_site", "site_id", unique=True,
+              sqlite_where=_ACTIVE_SQL, postgresql_where=_ACTIVE_SQL),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
@@ -222,6 +230,14 @@ class Operation(Base):
     # Where progress is shown: one Telegram message edited in place.
     chat_id: Mapped[int | None] = mapped_column(BigInteger)
     message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The lease (bot.leases): who runs it, and when that process last said it still does.
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_token: Mapped[str | None] = mapped_column(String(32))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An interrupted run is retried at most once: the retry names it, it names the retry.
+    retry_of: Mapped[int | None] = mapped_column(Integer)
+    retried_by: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -240,3 +256,27 @@ class AuditLog(Base):
     site_name: Mapped[str | None] = mapped_column(String(63))
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ConversationState(Base):
+    """Where a Telegram conversation stands (handler name, chat/user key), kept across
+    restarts. Never holds a secret: those go to ``Secret`` only."""
+
+    __tablename__ = "conversation_states"
+    __table_args__ = (UniqueConstraint("handler", "key", name="uq_conversation_states_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    handler: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(128))
+    state: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class FlowData(Base):
+    """The answers so far of a user's flows (menus), as JSON; no secrets."""
+
+    __tablename__ = "flow_data"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

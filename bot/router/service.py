@@ -25,6 +25,7 @@ from bot.adapters.ssh import SshConnection, ssh_session
 from bot.db.models import Modem, Router, Site
 from bot.db.types import utcnow
 from bot.errors import NotFound, Unreachable, ValidationFailed
+from bot.operations import OpContext
 from bot.render.model import RouterConfig
 from bot.render.router import render_router_sections
 from bot.router.access import (
@@ -45,7 +46,6 @@ from bot.services.droplets import DropletService
 from bot.services.secrets import SecretStore
 from bot.services.vpn_keys import ensure_site_keys
 from bot.site import SiteSpec
-from jobs.operations import OpContext
 
 __all__ = ["FirstContact", "RouterService", "Via"]
 

@@ -23,6 +23,7 @@ from bot.adapters.ssh import SshConnection, SshTarget, ssh_session
 from bot.crypto import SecretBox
 from bot.db.models import Droplet, PeerKind, Site, VpnPeer
 from bot.errors import AuthRejected, NotFound, OperatorError, Unreachable
+from bot.operations import OpContext
 from bot.render.cloud_init import render_user_data
 from bot.render.model import ServerConfig
 from bot.render.wg_conf import device_peer, router_peer
@@ -30,7 +31,6 @@ from bot.services import identity
 from bot.services.secrets import SecretStore
 from bot.services.vpn_keys import ensure_site_keys
 from bot.site import SiteSpec
-from jobs.operations import OpContext
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,24 @@ def droplet_name(site: str) -> str:
 
 
 ClientFactory = Callable[[str], DigitalOceanClient]
+
+
+@dataclass(frozen=True)
+class DropletView:
+    """What surfaces show of a droplet."""
+
+    name: str
+    do_id: int | None
+    region: str
+    size: str
+    status: str
+    public_ipv4: str | None
+    price_monthly: float | None
+
+
+async def _site_names(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
+    async with sessions() as s:
+        return list((await s.execute(select(Site.name))).scalars().all())
 
 
 class DropletService:
@@ -207,6 +225,18 @@ class DropletService:
             if site.droplet is None:
                 raise NotFound(f"Site {site_name} has no droplet.")
             return site.droplet
+
+    async def view(self, site_name: str) -> DropletView | None:
+        """The site's droplet as a plain view, or None when it has none."""
+        try:
+            row = await self.describe(site_name)
+        except NotFound:
+            if site_name not in await _site_names(self._sessions):
+                raise
+            return None
+        return DropletView(name=row.name, do_id=row.do_id, region=row.region, size=row.size,
+                           status=row.status, public_ipv4=row.public_ipv4,
+                           price_monthly=row.price_monthly)
 
     async def destroy(self, ctx: OpContext, site_name: str) -> str:
         """The ``destroy_droplet`` operation: delete by id, then forget it in the database."""
