@@ -16,16 +16,20 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
+    MessageHandler,
     TypeHandler,
+    filters,
 )
 
 from bot import texts
 from bot.core import Core
 from bot.errors import ConfigError, Unreachable
+from bot.operations import OperationView
 from bot.settings import BOTFATHER_HELP, Settings
 from handlers import basic, operations, status
 from handlers.access import AccessGuard
 from handlers.context import CamreachContext, attach_core
+from handlers.runtime import DatabasePersistence, OrderedUpdateProcessor
 from jobs.scheduler import schedule_jobs
 
 log = logging.getLogger(__name__)
@@ -36,18 +40,21 @@ App = Application[Any, CamreachContext, Any, Any, Any, Any]
 def build_application(settings: Settings, core: Core) -> App:
     token = settings.require_bot_token()
     admins = settings.require_admins()
+    # Concurrent updates, each conversation's in order and saved before its next one.
+    processor = OrderedUpdateProcessor()
     builder = (
         Application.builder()
         .token(token)
         .context_types(ContextTypes(context=CamreachContext))
         .rate_limiter(AIORateLimiter(max_retries=3))
-        # Sequential updates: conversation state is saved before the next update is read.
-        .concurrent_updates(False)
+        .concurrent_updates(processor)
+        .persistence(DatabasePersistence(core))
     )
     if settings.telegram_api_base_url:
         base = settings.telegram_api_base_url
         builder = builder.base_url(base).base_file_url(_file_url(base))
     app: App = builder.build()
+    processor.after_update = app.update_persistence
     attach_core(app, core)
     guard = AccessGuard(admins)
     app.add_handler(TypeHandler(Update, guard), group=-1)
@@ -60,7 +67,12 @@ def build_application(settings: Settings, core: Core) -> App:
         app.add_handler(handler)
     app.add_error_handler(basic.on_error)
     assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
-    schedule_jobs(app.job_queue, core.sessions)
+
+    async def on_abandoned(views: list[OperationView]) -> None:
+        await operations.announce_interrupted(app.bot, core.admin_ids(), views)
+
+    schedule_jobs(app.job_queue, core, on_abandoned,
+                  lease_check_every=core.settings.camreach_lease_seconds)
     return app
 
 
@@ -87,9 +99,10 @@ def _file_url(base: str) -> str:
 
 async def on_startup(app: App, core: Core) -> None:
     await app.bot.set_my_commands([BotCommand(name, desc) for name, desc in texts.COMMANDS])
-    interrupted = await core.operations.recover_interrupted()
+    # What other processes left behind; a live CLI operation keeps running untouched.
+    interrupted = await core.expire_stale_operations()
     if interrupted:
-        await operations.announce_interrupted(app.bot, core.settings.admins, interrupted)
+        await operations.announce_interrupted(app.bot, core.admin_ids(), interrupted)
 
 
 async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -113,6 +126,9 @@ async def serve(
     app = build_application(settings, core)
     if customize is not None:
         customize(app)
+    # Last: a command nobody knows (a typo, or one from a newer version) still gets an answer.
+    app.add_handler(MessageHandler(filters.COMMAND & ~filters.UpdateType.EDITED,
+                                   basic.unknown_command))
     try:
         await app.initialize()
     except InvalidToken as exc:

@@ -19,6 +19,7 @@ from bot.router.push_plan import PushPlan
 from bot.router.service import FirstContact, RouterService
 from bot.services import identity, sites
 from bot.services.audit import Actor, AuditTrail
+from bot.services.conversations import ConversationStore, Key
 from bot.services.droplets import DropletService, DropletView, Timing
 from bot.services.peers import NewPeer, PeerService, PeerStatus
 from bot.services.secrets import SecretStore
@@ -45,6 +46,7 @@ class Core:
         )
         self.secrets = SecretStore(self.sessions, box)
         self.audit = AuditTrail(self.sessions)
+        self.conversations = ConversationStore(self.sessions)
         env_token = settings.digitalocean_token
         self.droplets = DropletService(
             self.sessions, self.secrets, env_token.get_secret_value() if env_token else None
@@ -156,6 +158,19 @@ class Core:
             Actor(view.requested_by, source="operation"), view.kind, view.state.value,
             site=view.site, detail=f"operation #{view.id}: {view.error or view.message}"[:2000],
         )
+
+    # -- Telegram conversations kept across restarts ---------------------------------------
+    async def conversation_states(self, handler: str) -> dict[Key, Any]:
+        return await self.conversations.states(handler)
+
+    async def save_conversation_state(self, handler: str, key: Key, state: Any | None) -> None:
+        await self.conversations.set_state(handler, key, state)
+
+    async def flow_data(self) -> dict[int, dict[str, Any]]:
+        return await self.conversations.flow_data()
+
+    async def save_flow_data(self, user_id: int, data: dict[str, Any] | None) -> None:
+        await self.conversations.set_flow_data(user_id, data)
 
     # -- operations ------------------------------------------------------------------------
     async def operation(self, op_id: int) -> OperationView:

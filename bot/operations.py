@@ -10,6 +10,15 @@ from typing import Any, Protocol
 
 from bot.db.models import ACTIVE_STATES, OpState
 
+# The kinds of operation. They are stored in the database (a retry after a restart finds its
+# body by name), so never rename one.
+PROVISION_DROPLET = "provision_droplet"
+DESTROY_DROPLET = "destroy_droplet"
+PUSH_ROUTER_CONFIG = "push_router_config"
+INSTALL_ROUTER_PACKAGES = "install_router_packages"
+# Destructive kinds: a retry asks for the same confirmation as the first run did.
+CONFIRM_AGAIN = frozenset({DESTROY_DROPLET})
+
 
 @dataclass(frozen=True)
 class OperationView:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bot.actions import for_chat
 from bot.adapters.digitalocean import RegionInfo, SizeInfo
 from bot.db.models import OpState
 from bot.operations import OperationView
@@ -150,8 +151,9 @@ def _one_status(st: SiteStatus) -> str:
 
 
 def error_text(what: str, op_id: int | None = None) -> str:
+    """An error as Telegram shows it (actions spelled as chat commands)."""
     suffix = f" (operation #{op_id})" if op_id is not None else ""
-    return f"❌ {what}{suffix}"
+    return for_chat(f"❌ {what}{suffix}")
 
 
 GENERIC_ERROR = "Something went wrong inside camreach. The log has the details."
@@ -369,3 +371,21 @@ def router_diff_text(site: str, diff: list[str]) -> str:
     return (f"Changes for the router of {site}:\n{lines}\n\nApply them? If camreach cannot "
             "reach the router through the tunnel afterwards, the router restores its old "
             "config by itself within two minutes.")
+
+
+def step_timed_out(seconds: int) -> str:
+    return (f"⌛ No answer within {seconds} s, so camreach stopped waiting. Nothing more was "
+            "changed; check the connection and try again.")
+
+
+UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
+
+
+def no_droplet(site: str) -> str:
+    return f"Site {site} has no droplet. /setup {site} creates one."
+
+
+def not_retryable(op: OperationView) -> str:
+    if op.retried_by is not None:
+        return f"Operation #{op.id} was already run again as #{op.retried_by}."
+    return f"Operation #{op.id} is {op.state.value}; only an interrupted operation can be retried."

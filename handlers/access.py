@@ -35,7 +35,7 @@ class AccessGuard:
             if update.callback_query is None and msg is not None and msg.text \
                     and msg.text.startswith("/"):
                 # Commands are actions; their arguments may hold names, never secrets.
-                await context.core.audit.record(
+                await context.core.record(
                     Actor(user.id, user.username), _describe(update), "received")
             return
         if user is None:  # channel posts and the like: nobody to obey
@@ -51,7 +51,7 @@ class AccessGuard:
             if query is None and update.effective_message is not None:
                 await update.effective_message.reply_text(texts.refusal(user.id))
             what = "callback" if query is not None else _describe(update)
-            await context.core.audit.record(
+            await context.core.record(
                 Actor(user.id, user.username), f"refused {what}", "refused"
             )
         raise ApplicationHandlerStop

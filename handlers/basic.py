@@ -25,6 +25,11 @@ async def cancel(update: Update, context: CamreachContext) -> int:
     return ConversationHandler.END
 
 
+async def unknown_command(update: Update, context: CamreachContext) -> None:
+    if update.effective_message is not None:
+        await update.effective_message.reply_text(texts.UNKNOWN_COMMAND)
+
+
 async def on_error(update: object, context: CamreachContext) -> None:
     """Tell the admin what failed in one short line; the traceback goes to the log only."""
     err = context.error
@@ -38,7 +43,7 @@ async def on_error(update: object, context: CamreachContext) -> None:
     if isinstance(update, Update) and update.effective_chat is not None:
         chat_ids = [update.effective_chat.id]
     else:
-        chat_ids = sorted(context.core.settings.admins)
+        chat_ids = sorted(context.core.admin_ids())
     for chat_id in chat_ids:
         try:
             await context.bot.send_message(chat_id, text)

@@ -19,7 +19,8 @@ from telegram.ext import (
 )
 
 from bot import texts
-from bot.errors import CamreachError
+from bot.core import DropletView
+from bot.errors import CamreachError, NotFound
 from handlers.context import CamreachContext
 from handlers.menus import (
     Handlers,
@@ -29,11 +30,12 @@ from handlers.menus import (
     conversation,
     current_menu,
     expired_menu,
+    network_step,
     open_menu,
     pressed,
     resolve_site,
 )
-from handlers.operations import start_with_progress
+from handlers.operations import RETRY_CONFIRM_PREFIX, start_with_progress
 
 CONFIRMING_DESTROY, TYPING_SITE_NAME = range(2)
 
@@ -42,6 +44,7 @@ CONFIRMING_DESTROY, TYPING_SITE_NAME = range(2)
 class DestroyMenu(Menu):
     PREFIX: ClassVar[str] = "dd:"
     site: str = ""
+    retry_of: int | None = None  # the interrupted destroy this confirmation retries
 
 
 async def droplet_command(update: Update, context: CamreachContext) -> int:
@@ -56,22 +59,30 @@ async def droplet_command(update: Update, context: CamreachContext) -> int:
         await message.reply_text(texts.DROPLET_USAGE)
         return ConversationHandler.END
     site = await resolve_site(context, args[0] if args else None, "/droplet SITE")
-    await message.reply_text(texts.droplet_text(site, await context.core.droplets.describe(site)))
+    await message.reply_text(texts.droplet_text(site, await _droplet(context, site)))
     return ConversationHandler.END
 
 
-async def _ask_destroy(update: Update, context: CamreachContext, given: str | None) -> int:
+async def _droplet(context: CamreachContext, site: str) -> DropletView:
+    droplet = await context.core.describe_droplet(site)
+    if droplet is None:
+        raise NotFound(texts.no_droplet(site))
+    return droplet
+
+
+async def _ask_destroy(update: Update, context: CamreachContext, given: str | None,
+                       retry_of: int | None = None) -> int:
     message = update.effective_message
     assert message is not None
     site = await resolve_site(context, given, "/droplet destroy SITE")
-    droplet = await context.core.droplets.describe(site)
+    droplet = await _droplet(context, site)
     price = droplet.price_monthly
     if price is None:  # recorded from DigitalOcean's answer; ask again if it is missing
         try:
-            price = await (await context.core.digitalocean()).monthly_price(droplet.size)
+            price = await context.core.monthly_price(droplet.size)
         except CamreachError:
             price = None  # the cost is a courtesy; the droplet can be deleted without it
-    menu = open_menu(update, context, DestroyMenu(site=site))
+    menu = open_menu(update, context, DestroyMenu(site=site, retry_of=retry_of))
     await message.reply_text(texts.destroy_confirm_text(site, droplet, price),
                              reply_markup=menu.confirm_keyboard(texts.BUTTON_DELETE))
     return CONFIRMING_DESTROY
@@ -96,19 +107,39 @@ async def on_typed_name(update: Update, context: CamreachContext) -> int:
         await message.reply_text(texts.DESTROY_NOT_CONFIRMED)
         return ConversationHandler.END
     try:
-        await start_with_progress(update, context, "destroy_droplet", site=menu.site)
+        await start_with_progress(update, context, "destroy_droplet", site=menu.site,
+                                  retry_of=menu.retry_of)
     except CamreachError as exc:  # e.g. another operation still runs on the site
         await message.reply_text(texts.error_text(exc.user_message))
     return ConversationHandler.END
 
 
+async def on_retry_destroy(update: Update, context: CamreachContext) -> int:
+    """Retry of an interrupted destroy: the same two confirmations as the first time."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    await query.answer()
+    view = await context.core.operation(int(query.data.removeprefix(RETRY_CONFIRM_PREFIX)))
+    if not view.retryable or view.site is None:
+        await query.edit_message_reply_markup(None)
+        raise NotFound(texts.not_retryable(view))
+    await query.edit_message_reply_markup(None)
+    return await _ask_destroy(update, context, view.site, retry_of=view.id)
+
+
 def build_droplet_conversation() -> ConversationHandler[CamreachContext]:
     return conversation(
-        entry_points=[CommandHandler("droplet", droplet_command)],
+        "droplet",
+        entry_points=[
+            CommandHandler("droplet", network_step(droplet_command), block=False),
+            CallbackQueryHandler(network_step(on_retry_destroy),
+                                 pattern=f"^{RETRY_CONFIRM_PREFIX}", block=False),
+        ],
         states={
             CONFIRMING_DESTROY: [
                 CallbackQueryHandler(on_confirm, pattern=DestroyMenu.pattern("yes"))],
-            TYPING_SITE_NAME: [MessageHandler(filters.TEXT & ~filters.COMMAND, on_typed_name)],
+            TYPING_SITE_NAME: [MessageHandler(
+                filters.TEXT & ~filters.COMMAND & ~filters.UpdateType.EDITED, on_typed_name)],
         },
         fallbacks=[CallbackQueryHandler(cancel_button(DestroyMenu),
                                         pattern=DestroyMenu.pattern("cancel"))],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -10,13 +11,17 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 
 from bot import texts
+from bot.actions import for_chat
+from bot.errors import CamreachError
+from bot.operations import CONFIRM_AGAIN, OperationView
 from bot.services.audit import Actor
 from handlers.context import CamreachContext
-from jobs.operations import OperationView
 
 log = logging.getLogger(__name__)
 
 RETRY_PREFIX = "op:retry:"
+# A destructive operation's Retry asks the same confirmation again (handlers.droplet).
+RETRY_CONFIRM_PREFIX = "op:retry-confirm:"
 
 
 class MessageProgress:
@@ -52,7 +57,7 @@ class MessageProgress:
 
     async def _send(self, view: OperationView) -> None:
         self._pending = None
-        text = texts.operation_text(view)
+        text = for_chat(texts.operation_text(view))
         if text == self._last_text:
             return
         self._last_sent = time.monotonic()
@@ -65,9 +70,10 @@ class MessageProgress:
                 raise
 
 
-def retry_keyboard(op_id: int) -> InlineKeyboardMarkup:
+def retry_keyboard(view: OperationView) -> InlineKeyboardMarkup:
+    prefix = RETRY_CONFIRM_PREFIX if view.kind in CONFIRM_AGAIN else RETRY_PREFIX
     return InlineKeyboardMarkup(
-        [[InlineKeyboardButton("Retry", callback_data=f"{RETRY_PREFIX}{op_id}")]]
+        [[InlineKeyboardButton("Retry", callback_data=f"{prefix}{view.id}")]]
     )
 
 
@@ -78,6 +84,7 @@ async def start_with_progress(
     *,
     site: str | None,
     params: dict[str, object] | None = None,
+    retry_of: int | None = None,
 ) -> OperationView:
     """Post the progress message, then start ``kind`` with that message as its sink."""
     assert update.effective_chat is not None and update.effective_user is not None
@@ -87,7 +94,7 @@ async def start_with_progress(
     try:
         return await context.core.start_operation(
             kind, site, Actor(user.id, user.username), sink, params=dict(params or {}),
-            chat_id=msg.chat_id, message_id=msg.message_id,
+            chat_id=msg.chat_id, message_id=msg.message_id, retry_of=retry_of,
         )
     except Exception:
         await msg.delete()
@@ -95,13 +102,24 @@ async def start_with_progress(
 
 
 async def on_retry(update: Update, context: CamreachContext) -> None:
+    """Retry exactly the operation the button was made for, once, while it is interrupted."""
     query = update.callback_query
     assert query is not None and query.data is not None and update.effective_user is not None
-    await query.answer()
+    assert update.effective_chat is not None
     op_id = int(query.data.removeprefix(RETRY_PREFIX))
-    old = await context.core.operations.get(op_id)
-    await query.edit_message_reply_markup(None)
-    await start_with_progress(update, context, old.kind, site=old.site, params=old.params)
+    user = update.effective_user
+    msg = await context.bot.send_message(update.effective_chat.id, f"⏳ retry of #{op_id}…")
+    sink = MessageProgress(context.bot, msg.chat_id, msg.message_id)
+    try:
+        await context.core.retry_operation(op_id, Actor(user.id, user.username), sink,
+                                           chat_id=msg.chat_id, message_id=msg.message_id)
+    except CamreachError as exc:
+        await msg.delete()
+        await query.answer(exc.user_message, show_alert=True)
+    else:
+        await query.answer()
+    with contextlib.suppress(BadRequest):  # already without keyboard
+        await query.edit_message_reply_markup(None)
 
 
 async def announce_interrupted(
@@ -110,8 +128,8 @@ async def announce_interrupted(
     for view in views:
         for admin in sorted(admins):
             try:
-                await bot.send_message(admin, texts.interrupted_text(view),
-                                       reply_markup=retry_keyboard(view.id))
+                await bot.send_message(admin, for_chat(texts.interrupted_text(view)),
+                                       reply_markup=retry_keyboard(view))
             except Exception:
                 log.warning("could not tell admin %s about operation #%s", admin, view.id,
                             exc_info=True)

@@ -20,6 +20,7 @@ from handlers.menus import (
     close_menu,
     conversation,
     expired_menu,
+    network_step,
     open_menu,
     pressed,
     resolve_site,
@@ -99,9 +100,12 @@ async def on_remove(update: Update, context: CamreachContext) -> int | None:
 
 def build_peer_conversation() -> ConversationHandler[CamreachContext]:
     return conversation(
-        entry_points=[CommandHandler("peer", peer_command)],
+        "peer",
+        entry_points=[CommandHandler("peer", network_step(peer_command), block=False)],
         states={
-            CONFIRMING_REMOVE: [CallbackQueryHandler(on_remove, pattern=RemoveMenu.pattern("yes"))],
+            CONFIRMING_REMOVE: [CallbackQueryHandler(network_step(on_remove),
+                                                     pattern=RemoveMenu.pattern("yes"),
+                                                     block=False)],
         },
         fallbacks=[CallbackQueryHandler(cancel_button(RemoveMenu),
                                         pattern=RemoveMenu.pattern("cancel"))],

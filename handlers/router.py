@@ -13,6 +13,7 @@ from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler
 
 from bot import texts
+from bot.actions import for_chat
 from bot.errors import CamreachError
 from handlers.context import CamreachContext
 from handlers.menus import (
@@ -22,6 +23,7 @@ from handlers.menus import (
     cancel_button,
     confirmed,
     conversation,
+    network_step,
     open_menu,
     resolve_site,
 )
@@ -48,16 +50,22 @@ async def router_command(update: Update, context: CamreachContext) -> int:
     verb, given = args[0], (args[1] if len(args) > 1 else None)
     site = await resolve_site(context, given, f"/router {verb} SITE")
     core = context.core
-    if verb == "connect":
-        await message.reply_text(texts.WORKING)
-        await message.reply_text((await core.router_first_contact(site, actor_of(update))).message)
-    elif verb == "detect":
-        await message.reply_text(texts.WORKING)
-        found = await core.router_detect(site, actor_of(update))
-        for part in texts.split_message(found.summary()):
+    if verb in ("connect", "detect", "modem"):
+        # One message: "working" now, the answer (or what failed) edited in when it comes.
+        progress = await message.reply_text(texts.WORKING)
+        try:
+            if verb == "connect":
+                text = (await core.router_first_contact(site, actor_of(update))).message
+            elif verb == "detect":
+                text = (await core.router_detect(site, actor_of(update))).summary()
+            else:
+                text = (await core.modem_status(site)).summary()
+        except CamreachError as exc:
+            text = texts.error_text(exc.user_message)
+        first, *rest = texts.split_message(for_chat(text))
+        await progress.edit_text(first)
+        for part in rest:
             await message.reply_text(part)
-    elif verb == "modem":
-        await message.reply_text((await core.modem_status(site)).summary())
     elif verb == "install":
         await start_with_progress(update, context, "install_router_packages", site=site)
     else:
@@ -96,7 +104,8 @@ async def on_confirm(update: Update, context: CamreachContext) -> int | None:
 
 def build_router_conversation() -> ConversationHandler[CamreachContext]:
     return conversation(
-        entry_points=[CommandHandler("router", router_command)],
+        "router",
+        entry_points=[CommandHandler("router", network_step(router_command), block=False)],
         states={CONFIRMING_PUSH: [
             CallbackQueryHandler(on_confirm, pattern=PushMenu.pattern("yes"))]},
         fallbacks=[CallbackQueryHandler(cancel_button(PushMenu),

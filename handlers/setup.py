@@ -29,6 +29,7 @@ from handlers.menus import (
     conversation,
     current_menu,
     expired_menu,
+    network_step,
     open_menu,
     pressed,
     resolve_site,
@@ -36,6 +37,8 @@ from handlers.menus import (
 from handlers.operations import start_with_progress
 
 log = logging.getLogger(__name__)
+
+EDITED = filters.UpdateType.EDITED
 
 CHOOSING_SITE, ASKING_TOKEN, CHOOSING_SIZE, CHOOSING_REGION, CONFIRMING = range(5)
 
@@ -120,17 +123,13 @@ async def on_token(update: Update, context: CamreachContext) -> int:
 
 
 async def _after_token(update: Update, context: CamreachContext, menu: SetupMenu) -> int:
-    try:
-        droplet = await context.core.droplets.describe(menu.site)
-    except NotFound:
-        droplet = None
+    droplet = await context.core.describe_droplet(menu.site)
     if droplet is not None and droplet.do_id is not None:
         menu.existing = True
         await _send(update, context, texts.setup_existing_text(menu.site, droplet),
                     menu.confirm_keyboard())
         return CONFIRMING
-    do = await context.core.digitalocean()
-    on_sale = [s for s in await do.list_sizes() if s.available and s.regions]
+    on_sale = [s for s in await context.core.droplet_sizes() if s.available and s.regions]
     # The same order as DigitalOceanClient.smallest_size: the first button is the smallest.
     menu.sizes = sorted(on_sale, key=lambda s: (s.price_monthly, s.memory_mb, s.slug))[:MAX_SIZES]
     if not menu.sizes:
@@ -154,8 +153,7 @@ async def on_size(update: Update, context: CamreachContext) -> int | None:
     size = menu.sizes[index]
     query = update.callback_query
     assert query is not None
-    do = await context.core.digitalocean()
-    regions = await do.available_regions_for(size.slug)
+    regions = await context.core.droplet_regions(size.slug)
     if not regions:
         await query.edit_message_text(texts.no_region_for(size.slug),
                                       reply_markup=_sizes_keyboard(menu))
@@ -206,11 +204,15 @@ async def _send(update: Update, context: CamreachContext, text: str,
 def build_setup_conversation() -> ConversationHandler[CamreachContext]:
     button = SetupMenu.pattern
     return conversation(
-        entry_points=[CommandHandler("setup", start_setup)],
+        "setup",
+        entry_points=[CommandHandler("setup", network_step(start_setup), block=False)],
         states={
-            CHOOSING_SITE: [CallbackQueryHandler(on_site, pattern=button("site"))],
-            ASKING_TOKEN: [MessageHandler(filters.TEXT & ~filters.COMMAND, on_token)],
-            CHOOSING_SIZE: [CallbackQueryHandler(on_size, pattern=button("size"))],
+            CHOOSING_SITE: [CallbackQueryHandler(network_step(on_site), pattern=button("site"),
+                                                 block=False)],
+            ASKING_TOKEN: [MessageHandler(filters.TEXT & ~filters.COMMAND & ~EDITED,
+                                          network_step(on_token), block=False)],
+            CHOOSING_SIZE: [CallbackQueryHandler(network_step(on_size), pattern=button("size"),
+                                                 block=False)],
             CHOOSING_REGION: [CallbackQueryHandler(on_region, pattern=button("region"))],
             CONFIRMING: [CallbackQueryHandler(on_confirm, pattern=button("yes"))],
         },

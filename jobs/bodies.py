@@ -1,26 +1,24 @@
 """The bodies of camreach's durable operations, registered by the composition root.
 
 Each is a thin coroutine from the runner's context to a service of the core; the kind names
-are stored in the database (a retry after a restart finds its body by name), so never rename
-one.
+(in :mod:`bot.operations`) are stored in the database, so never rename one.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.operations import OpContext, OperationFn
+from bot.operations import (
+    DESTROY_DROPLET,
+    INSTALL_ROUTER_PACKAGES,
+    PROVISION_DROPLET,
+    PUSH_ROUTER_CONFIG,
+    OpContext,
+    OperationFn,
+)
 
 if TYPE_CHECKING:
     from bot.core import Core
-
-PROVISION_DROPLET = "provision_droplet"
-DESTROY_DROPLET = "destroy_droplet"
-PUSH_ROUTER_CONFIG = "push_router_config"
-INSTALL_ROUTER_PACKAGES = "install_router_packages"
-
-# Destructive kinds: a retry asks for the same confirmation as the first run.
-CONFIRM_AGAIN = frozenset({DESTROY_DROPLET})
 
 
 def _site(ctx: OpContext) -> str:

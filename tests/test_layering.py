@@ -36,3 +36,57 @@ def test_renderers_do_no_io() -> None:
         bad = {m for m in imported_modules(path) if any(m == f or m.startswith(f + ".")
                                                         for f in io)}
         assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def core_uses(path: Path) -> set[str]:
+    """Names reached as ``core.X`` / ``context.core.X`` in one module."""
+    used: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Attribute):
+            continue
+        value = node.value
+        if (isinstance(value, ast.Name) and value.id == "core") or (
+                isinstance(value, ast.Attribute) and value.attr == "core"):
+            used.add(node.attr)
+    return used
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "handlers").glob("*.py")), ids=lambda p: p.name)
+def test_handlers_call_only_core_methods(path: Path) -> None:
+    import inspect
+
+    from bot.core import Core
+
+    for name in sorted(core_uses(path)):
+        member = inspect.getattr_static(Core, name, None)
+        assert not name.startswith("_"), f"{path.name}: core.{name} is private"
+        assert inspect.isfunction(member), (
+            f"{path.name}: core.{name} is not a public method of Core (services, settings "
+            "and the runner stay behind the core's methods)")
+
+
+def test_core_methods_return_plain_views() -> None:
+    """No ORM rows and no adapter objects cross the core's public surface."""
+    import inspect
+    import typing
+
+    from bot import core as core_module
+    from bot.adapters.digitalocean import DigitalOceanClient
+    from bot.adapters.ssh import SshConnection
+    from bot.db import models
+
+    orm = {cls for cls in vars(models).values()
+           if isinstance(cls, type) and issubclass(cls, models.Base) and cls is not models.Base}
+    forbidden = orm | {DigitalOceanClient, SshConnection}
+    for name, fn in inspect.getmembers(core_module.Core, inspect.isfunction):
+        if name.startswith("_") or name == "digitalocean":
+            continue
+        from jobs import operations as runner_module
+
+        hints = typing.get_type_hints(fn, vars(core_module) | vars(typing)
+                                      | vars(runner_module))
+        returned = hints.get("return")
+        flat = {returned, *typing.get_args(returned)}
+        for arg in list(flat):
+            flat |= set(typing.get_args(arg))
+        assert not flat & forbidden, f"Core.{name} returns {returned}"

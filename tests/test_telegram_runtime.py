@@ -143,7 +143,7 @@ async def test_operation_progress_edited_in_place(settings: Settings,
         await asyncio.wait_for(started.wait(), 10)
         # A second operation on the same site is refused with a clear message.
         api.inject_message(ADMIN_ID, "/demo")
-        busy = await api.wait_for("sendMessage", lambda c: "still running" in c.params["text"])
+        busy = await api.wait_for("sendMessage", lambda c: "is busy" in c.params["text"])
         assert "farm" in busy.params["text"]
         # The progress message shows the bar and the current step while the work waits.
         mid = await api.wait_for("editMessageText",
@@ -171,13 +171,14 @@ async def test_stop_mid_operation_then_restart_offers_retry(settings: Settings,
         async with bot.core.sessions() as s:
             op = (await s.execute(select(Operation))).scalar_one()
         assert op.state is OpState.INTERRUPTED and op.step == 2
-    # A crash leaves a row 'running'; simulate that state directly.
+    # A crash leaves a row 'running' whose owner renews it no more; simulate that directly.
     async with running_bot(settings, api) as bot2:
         pass
     core = await Core.open(bot2.settings)
     try:
         async with core.engine.begin() as conn:
-            await conn.execute(text("UPDATE operations SET state='running', finished_at=NULL"))
+            await conn.execute(text("UPDATE operations SET state='running', finished_at=NULL, "
+                                    "heartbeat_at=NULL"))
         started.clear()
         async with running_bot(settings, api, core=core, customize=custom):
             note = await api.wait_for("sendMessage", lambda c: "restarted" in c.params["text"])

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
+from bot.actions import action
 from bot.errors import ConfigError, ValidationFailed
 from bot.logs import REDACTOR
 from bot.render.model import ModemConfig, ModemProtocol, RouterConfig, RouterWireguard
@@ -53,12 +54,12 @@ def choose_modem(spec: ModemSpec, mode: str | None, device: str | None) -> Modem
     if mode is None:
         raise ValidationFailed(
             "The modem protocol is 'auto' and camreach has not detected the modem yet. Run "
-            "/router detect (camreach router detect SITE) first, or set modem.protocol."
+            f"{action('router detect')} first, or set modem.protocol."
         )
     if mode == "mass-storage":
         raise ValidationFailed(
             "The modem is still in mass-storage (CD-ROM) mode. Install usb-modeswitch "
-            "(/router install), replug the stick, and detect again."
+            f"({action('router install')}), replug the stick, and detect again."
         )
     if detected is None:
         raise ValidationFailed(f"camreach cannot tell which protocol the modem ({mode}) needs; "

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from bot.actions import action
 from bot.adapters.digitalocean import DigitalOceanClient, DropletInfo
 from bot.adapters.ssh import SshConnection, SshTarget, ssh_session
 from bot.crypto import SecretBox
@@ -142,7 +143,8 @@ class DropletService:
         await ctx.step(6, STEPS, f"Waiting for SSH and first-boot setup on {droplet.public_ipv4}")
         await self._wait_ready(ctx, site_name)
         return (f"Droplet {droplet.name} at {droplet.public_ipv4} is ready: WireGuard listens on "
-                f"UDP {spec.vpn.port}. Next: /router connect, then /router push.")
+                f"UDP {spec.vpn.port}. Next: {action('router connect', site_name)}, then "
+                f"{action('router push', site_name)}.")
 
     async def _server_config(self, site_name: str) -> tuple[int, SiteSpec, ServerConfig]:
         async with self._sessions.begin() as s:
@@ -205,7 +207,8 @@ class DropletService:
             site = await _site(s, site_name)
             d = site.droplet
             if d is None or not d.public_ipv4:
-                raise NotFound(f"Site {site_name} has no droplet yet. Run /setup first.")
+                raise NotFound(f"Site {site_name} has no droplet yet. Run "
+                               f"{action('setup', site_name)} first.")
             pinned, address, droplet_id = d.ssh_host_key, d.public_ipv4, d.id
         key = await identity.client_key(self._secrets)
         target = SshTarget(address, 22, "root", f"the droplet of {site_name}", pinned, key,

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from bot.actions import action
 from bot.adapters.ssh import SshConnection
 from bot.crypto import SecretBox
 from bot.db.models import PeerKind, Secret, Site, VpnPeer
@@ -115,7 +116,8 @@ class PeerService:
                 raise ValidationFailed(f"{site_name} already has a peer named {name!r}.")
             server = next((p for p in site.peers if p.kind is PeerKind.SERVER), None)
             if server is None or site.droplet is None or not site.droplet.public_ipv4:
-                raise NotFound(f"Site {site_name} has no VPN server yet. Run /setup first.")
+                raise NotFound(f"Site {site_name} has no VPN server yet. Run "
+                               f"{action('setup', site_name)} first.")
             used = {p.tunnel_address for p in site.peers}
             used |= {str(spec.vpn.server_address), str(spec.vpn.router_address)}
             address = next_free_address(
@@ -168,7 +170,8 @@ class PeerService:
             site, _ = await _site(s, site_name)
             peer = next((p for p in site.peers if p.name == name), None)
             if peer is None:
-                raise NotFound(f"{site_name} has no peer named {name!r}. /peer list shows them.")
+                raise NotFound(f"{site_name} has no peer named {name!r}. "
+                               f"{action('peer list', site_name)} shows them.")
             if peer.kind is not PeerKind.PHONE:
                 raise ValidationFailed(f"{name!r} is part of the site's tunnel; it stays.")
             public, peer_id = peer.public_key, peer.id
