@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -62,6 +64,35 @@ def test_dockerfile_slim_and_non_root() -> None:
     copied = {ln.split()[1] for ln in lines if ln.startswith("COPY ")}
     for needed in ("bot", "handlers", "jobs", "alembic"):
         assert needed in copied
+
+
+def test_dockerfile_installs_non_editable_with_the_migrations() -> None:
+    lines = dockerfile()
+    installs = [shlex.split(ln) for ln in lines if ln.startswith("RUN ") and "pip install" in ln]
+    assert len(installs) == 1, installs
+    words = installs[0]
+    assert not {"-e", "--editable"} & set(words), words
+    assert "." in words[words.index("install"):words.index("&&") if "&&" in words else None]
+    # The wheel maps the top-level alembic/ folder (next to pyproject.toml) into bot/migrations.
+    assert "COPY alembic ./alembic" in lines
+    assert "COPY pyproject.toml README.md ./" in lines
+
+
+def test_pyproject_lists_every_package_and_ships_the_migrations() -> None:
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    # A directory with Python files in it is a package that the wheel must contain.
+    found = {p.parent.relative_to(ROOT).as_posix().replace("/", ".")
+             for top in ("bot", "handlers", "jobs") for p in (ROOT / top).rglob("*.py")
+             if "__pycache__" not in p.parts}
+    migrations = {"bot.migrations", "bot.migrations.versions"}
+    assert set(tool["packages"]) == found | migrations, (
+        "add new packages to [tool.setuptools] packages in pyproject.toml")
+    assert tool["package-dir"] == {"bot.migrations": "alembic"}
+    assert "script.py.mako" in tool["package-data"]["bot.migrations"]
+    for needed in ("env.py", "script.py.mako"):
+        assert (ROOT / "alembic" / needed).is_file()
+    # Never a top-level `alembic` package: it would shadow the alembic library.
+    assert not any(p == "alembic" or p.startswith("alembic.") for p in tool["packages"])
 
 
 def test_env_example_documents_every_setting() -> None:

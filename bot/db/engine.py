@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -41,14 +47,21 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 
 def migrations_dir() -> Path:
-    """The top-level ``alembic/`` folder next to the packages (source checkout or image)."""
-    here = Path(__file__).resolve().parents[2] / "alembic"
-    if here.is_dir():
-        return here
-    cwd = Path.cwd() / "alembic"
-    if cwd.is_dir():
-        return cwd
-    raise ConfigError("The alembic/ migrations folder was not found next to camreach.")
+    """The alembic migrations: ``bot/migrations`` inside an installed wheel (the build maps the
+    top-level ``alembic/`` folder there), else that ``alembic/`` folder of the source checkout
+    (an editable install, or running from the checkout).
+
+    Only a folder with an ``env.py`` counts: next to an installed ``bot`` package,
+    ``site-packages/alembic`` is the alembic library itself, not the migrations.
+    """
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "migrations", package.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise ConfigError(
+        f"camreach's migrations were not found (looked for {package / 'migrations'} and "
+        f"{package.parent / 'alembic'}): reinstall camreach."
+    )
 
 
 def alembic_config(url: str) -> Config:
@@ -60,16 +73,70 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
-    """Upgrade to ``revision``. alembic's async env runs its own loop, so use a thread."""
+async def upgrade(url: str, revision: str = "head", *, announce: bool = True) -> str | None:
+    """Upgrade the database to ``revision`` when it is not there yet, without alembic's INFO
+    chatter. alembic's async env runs its own loop, so it runs in a thread.
+
+    Returns the new revision when a migration really ran (and, with ``announce``, says so in
+    one line on stderr), None when the database already was at ``revision``.
+    """
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
-    await asyncio.to_thread(command.upgrade, alembic_config(url), revision)
+    cfg = alembic_config(url)
+    with _quiet_alembic():
+        before = await _current_heads(url)
+        if before == _target_revisions(cfg, revision):
+            return None
+        await asyncio.to_thread(command.upgrade, cfg, revision)
+        after = await _current_heads(url)
+    if after == before:
+        return None
+    now = ", ".join(sorted(after))
+    if announce:
+        print(f"Database upgraded to revision {now}.", file=sys.stderr, flush=True)
+    return now
+
+
+def _target_revisions(cfg: Config, revision: str) -> set[str] | None:
+    """The revision ids ``revision`` names; None for a relative one (``+1``): just run it."""
+    try:
+        found = ScriptDirectory.from_config(cfg).get_revisions(revision)
+    except CommandError:
+        return None
+    return {s.revision for s in found if s is not None}
+
+
+async def _current_heads(url: str) -> set[str]:
+    def _read(conn: Connection) -> set[str]:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_read)
+    finally:
+        await engine.dispose()
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Mute alembic's INFO lines ("Context impl ...", "Running upgrade ...") unless someone
+    set the ``alembic`` logger's level on purpose."""
+    logger = logging.getLogger("alembic")
+    if logger.level != logging.NOTSET:
+        yield
+        return
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(logging.NOTSET)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     def _read(conn: Connection) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
-    async with engine.connect() as conn:
-        return await conn.run_sync(_read)
+    with _quiet_alembic():
+        async with engine.connect() as conn:
+            return await conn.run_sync(_read)
