@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient, RegionInfo, SizeInfo
 from bot.crypto import SecretBox
-from bot.errors import CamreachError
+from bot.errors import CamreachError, OperatorError
 from bot.logs import REDACTOR
-from bot.operations import OperationView, ProgressSink
+from bot.operations import CONFIRM_AGAIN, OperationView, ProgressSink
 from bot.router.detect import Detection
 from bot.router.modem_status import ModemStatus
 from bot.router.packages import FeedConfig
@@ -198,7 +198,13 @@ class Core:
         self, op_id: int, actor: Actor, sink: ProgressSink | None = None, *,
         chat_id: int | None = None, message_id: int | None = None,
     ) -> OperationView:
-        """Run interrupted operation ``op_id`` again, once; refused if it is not interrupted."""
+        """Run interrupted operation ``op_id`` again, once; refused if it is not interrupted.
+        A destructive kind is never retried by this shortcut: it asks its confirmation again
+        and starts with ``start_operation(..., retry_of=op_id)``."""
+        old = await self.operations.get(op_id)
+        if old.kind in CONFIRM_AGAIN:
+            raise OperatorError(f"Operation #{op_id} ({old.kind.replace('_', ' ')}) deletes "
+                                "something: confirm it again to retry it.")
         view = await self.operations.retry(op_id, requested_by=actor.user_id, sink=sink,
                                            chat_id=chat_id, message_id=message_id)
         await self.audit.record(actor, view.kind, "retried", site=view.site,

@@ -6,10 +6,12 @@ reply sent to the wrong chat can delete a running server.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
 from telegram import Update
+from telegram.error import BadRequest
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
@@ -120,10 +122,10 @@ async def on_retry_destroy(update: Update, context: CamreachContext) -> int:
     assert query is not None and query.data is not None
     await query.answer()
     view = await context.core.operation(int(query.data.removeprefix(RETRY_CONFIRM_PREFIX)))
-    if not view.retryable or view.site is None:
+    with contextlib.suppress(BadRequest):  # already without keyboard
         await query.edit_message_reply_markup(None)
+    if not view.retryable or view.site is None:
         raise NotFound(texts.not_retryable(view))
-    await query.edit_message_reply_markup(None)
     return await _ask_destroy(update, context, view.site, retry_of=view.id)
 
 
