@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import os
+import select
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from bot import __version__
+from bot.actions import for_terminal
 from bot.core import Core
 from bot.db import engine as db
 from bot.db.models import OpState
-from bot.errors import CamreachError, ValidationFailed
+from bot.errors import CamreachError, NotFound, ValidationFailed
 from bot.flash.cli import flash
 from bot.logs import setup_logging
+from bot.operations import OperationView
 from bot.services.audit import Actor
+from bot.services.sites import ApplyResult
 from bot.settings import Settings, load_settings
-from bot.site import load_site_file
-from jobs.operations import OperationView
+from bot.site import SiteSpec, load_site_file
 
 T = TypeVar("T")
 
@@ -35,10 +41,10 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
         try:
             return asyncio.run(fn(*args, **kwargs))
         except ValidationFailed as exc:
-            click.echo(exc.user_message, err=True)
+            click.echo(for_terminal(exc.user_message), err=True)
             sys.exit(2)
         except CamreachError as exc:
-            click.echo(f"Error: {exc.user_message}", err=True)
+            click.echo(f"Error: {for_terminal(exc.user_message)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
@@ -55,7 +61,7 @@ class TerminalProgress:
     async def update(self, view: OperationView) -> None:
         from bot.texts import operation_text
 
-        text = operation_text(view).replace("\n", " | ")
+        text = for_terminal(operation_text(view)).replace("\n", " | ")
         if text != self._last:
             self._last = text
             click.echo(text, err=True)
@@ -78,6 +84,116 @@ async def with_core(settings: Settings, fn: Callable[[Core], Awaitable[T]]) -> T
         return await fn(core)
     finally:
         await core.close()
+
+
+# -- confirmations --------------------------------------------------------------------------
+# Every command that changes a remote machine asks through these: the answer comes from stdin,
+# typed or piped; when stdin ends without one (a script, `< /dev/null`) the command refuses at
+# once, changing nothing, and names the flag that skips the question.
+
+NO_ANSWER_EXIT = 2
+"""Exit code when standard input ended before a confirmation was answered (see README)."""
+REFUSED_EXIT = 1
+"""Exit code when the confirmation was answered no (or a wrong name was typed)."""
+
+
+async def ask(prompt: str) -> str | None:
+    """One answer line from stdin, stripped; ``None`` when stdin ended without one.
+
+    The prompt goes to stderr, so stdout keeps only the command's report (the diff).
+    """
+    click.echo(prompt, nl=False, err=True)
+    line = await _stdin_line()
+    if line is None:
+        click.echo(err=True)
+        return None
+    if not _stdin_is_tty():
+        click.echo(line.rstrip("\r\n"), err=True)  # a piped answer, shown as if typed
+    return line.strip()
+
+
+async def confirm(question: str, *, nothing: str = "nothing was changed",
+                  skip: str = "--yes") -> None:
+    """Return only after a yes on stdin; otherwise exit, having changed nothing.
+
+    No (or just Enter) exits ``REFUSED_EXIT`` saying ``nothing``; the end of stdin exits
+    ``NO_ANSWER_EXIT`` and names ``skip``, the flag that runs the command without asking.
+    """
+    while True:
+        answer = await ask(f"{question} [y/N]: ")
+        if answer is None:
+            refuse_without_answer(nothing, skip)
+        if answer.lower() in ("y", "yes"):
+            return
+        if answer.lower() in ("", "n", "no"):
+            click.echo(f"{nothing[:1].upper()}{nothing[1:]}.", err=True)
+            sys.exit(REFUSED_EXIT)
+        click.echo("Please answer y or n.", err=True)
+
+
+def refuse_without_answer(nothing: str, skip: str) -> NoReturn:
+    click.echo(f"No answer on standard input: {nothing}. Add {skip} to run without asking.",
+               err=True)
+    sys.exit(NO_ANSWER_EXIT)
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # closed
+        return False
+
+
+async def _stdin_line() -> str | None:
+    """Read one line in a daemon thread: the event loop keeps running (SSH connections stay
+    served, Ctrl-C cancels at once) and nothing waits for the thread when the command exits."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[str | None] = loop.create_future()
+
+    def settle(line: str | None, error: Exception | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(line)
+
+    def read() -> None:
+        line: str | None = None
+        error: Exception | None = None
+        try:
+            line = _read_stdin_line()
+        except Exception as exc:  # handed to the awaiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the command was cancelled
+            loop.call_soon_threadsafe(settle, line, error)
+
+    threading.Thread(target=read, name="camreach-stdin", daemon=True).start()
+    return await done
+
+
+def _read_stdin_line() -> str | None:
+    """Block until a whole line (or the end of stdin, a TTY's Ctrl-D included) arrives."""
+    stream = sys.stdin
+    if stream is None:
+        return None
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # a file object without a descriptor (click's CliRunner)
+        return stream.readline() or None
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        try:
+            chunk = os.read(fd, 1)  # a byte at a time: never consume more than the answer
+        except BlockingIOError:
+            select.select([fd], [], [])
+            continue
+        except OSError:  # closed (`<&-`) or unreadable: no answer
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(getattr(stream, "encoding", None) or "utf-8", errors="replace") or None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,35 +266,80 @@ def site_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--store-only", is_flag=True,
               help="Store the site but do not create its droplet.")
+@click.option("--yes", is_flag=True,
+              help="Do not ask for confirmation before the droplet step.")
 @click.pass_context
 @run_async
-async def site_apply(ctx: click.Context, file: Path, dry_run: bool, store_only: bool) -> None:
+async def site_apply(ctx: click.Context, file: Path, dry_run: bool, store_only: bool,
+                     yes: bool) -> None:
     """Validate FILE, store the site, and create (or find) its droplet.
 
     The droplet step runs when a DigitalOcean token is available (DIGITALOCEAN_TOKEN, or one
-    given in Telegram's /setup); it never creates a second droplet for a site.
+    given in Telegram's /setup); it never creates a second droplet for a site. Before it, the
+    changes and the droplet's price are shown and a confirmation is read from stdin, unless
+    nothing would change (--yes skips it; without a token, or with --store-only, nothing
+    remote is touched and nothing is asked).
     """
     spec = load_site_file(file)  # fails before the database is touched
     settings = settings_from(ctx)
 
     async def work(core: Core) -> None:
-        result = await core.apply_site(spec, Actor.cli(), dry_run=dry_run)
-        verb = {"created": "would create", "updated": "would update", "unchanged": "unchanged"}
-        head = verb[result.action] if dry_run else result.action
-        click.echo(f"{result.site}: {head}")
-        for line in result.changes:
-            click.echo(f"  {line}")
-        if dry_run or store_only:
-            return
-        if not await core.has_do_token():
-            click.echo("No DigitalOcean token (DIGITALOCEAN_TOKEN): the droplet was not "
-                       "created. Set it and apply again, or use /setup in Telegram.", err=True)
-            return
-        price = await (await core.digitalocean()).monthly_price(spec.droplet.size)
-        click.echo(f"Droplet: {spec.droplet.size} in {spec.droplet.region}, ${price:g}/month")
+        provision = not (dry_run or store_only) and await core.has_do_token()
+        if dry_run or (provision and not yes):
+            preview = await core.apply_site(spec, Actor.cli(), dry_run=True)
+            _echo_apply(preview)
+            if dry_run:
+                return
+            price = await _echo_droplet(core, spec)  # a rejected token fails before asking
+            await _confirm_apply(core, preview, price)
+            result = await core.apply_site(spec, Actor.cli())
+            if result.changes != preview.changes:  # the stored site changed meanwhile
+                _echo_apply(result)
+            elif result.action != "unchanged":
+                click.echo(f"{result.site}: {result.action}")
+        else:
+            result = await core.apply_site(spec, Actor.cli())
+            _echo_apply(result)
+            if not provision:
+                if not store_only:
+                    click.echo("No DigitalOcean token (DIGITALOCEAN_TOKEN): the droplet was not"
+                               " created. Set it and apply again, or use /setup in Telegram.",
+                               err=True)
+                return
+            await _echo_droplet(core, spec)
         await run_operation(core, await core.provision(spec.name, Actor.cli(), TerminalProgress()))
 
     await with_core(settings, work)
+
+
+def _echo_apply(result: ApplyResult) -> None:
+    verb = {"created": "would create", "updated": "would update", "unchanged": "unchanged"}
+    click.echo(f"{result.site}: {verb[result.action] if result.dry_run else result.action}")
+    for line in result.changes:
+        click.echo(f"  {line}")
+
+
+async def _echo_droplet(core: Core, spec: SiteSpec) -> float:
+    price = await (await core.digitalocean()).monthly_price(spec.droplet.size)
+    click.echo(f"Droplet: {spec.droplet.size} in {spec.droplet.region}, ${price:g}/month")
+    return price
+
+
+async def _confirm_apply(core: Core, preview: ApplyResult, price: float) -> None:
+    """Ask before an apply that changes the site or creates its droplet; not for a no-op."""
+    try:
+        has_droplet = (await core.droplets.describe(preview.site)).do_id is not None
+    except NotFound:  # a new site, or one without a droplet
+        has_droplet = False
+    if has_droplet and preview.action == "unchanged":
+        return
+    if has_droplet:
+        question = "Apply these changes?"
+    elif preview.action == "unchanged":
+        question = f"Create the droplet (${price:g}/month)?"
+    else:
+        question = f"Apply these changes and create the droplet (${price:g}/month)?"
+    await confirm(question)
 
 
 @site_group.command("list")
@@ -212,7 +373,7 @@ async def site_show(ctx: click.Context, name: str) -> None:
 @click.pass_context
 @run_async
 async def site_destroy(ctx: click.Context, name: str, confirm_name: str | None) -> None:
-    """Delete site NAME's droplet (after confirmation). The site itself is kept."""
+    """Delete site NAME's droplet after you type NAME on stdin. The site itself is kept."""
 
     async def work(core: Core) -> None:
         d = await core.droplets.describe(name)
@@ -221,10 +382,12 @@ async def site_destroy(ctx: click.Context, name: str, confirm_name: str | None) 
                    f" {d.region}, {d.size}, {price}). The VPN of {name} stops working.")
         typed = confirm_name
         if typed is None:
-            typed = click.prompt("Type the site name to confirm", default="", show_default=False)
+            typed = await ask("Type the site name to confirm: ")
+            if typed is None:
+                refuse_without_answer("nothing was deleted", f"--confirm {name}")
         if typed != name:
             click.echo("Not confirmed: nothing was deleted.", err=True)
-            sys.exit(1)
+            sys.exit(REFUSED_EXIT)
         await run_operation(core, await core.destroy_droplet(name, Actor.cli(),
                                                              TerminalProgress()))
 
@@ -297,9 +460,8 @@ async def peer_list(ctx: click.Context, site: str, as_json: bool) -> None:
 @run_async
 async def peer_remove(ctx: click.Context, site: str, name: str, yes: bool) -> None:
     """Remove peer NAME from SITE's VPN."""
-    if not yes and not click.confirm(f"Remove {name} from {site}'s VPN?"):
-        click.echo("Nothing was removed.", err=True)
-        sys.exit(1)
+    if not yes:
+        await confirm(f"Remove {name} from {site}'s VPN?", nothing="nothing was removed")
     await with_core(settings_from(ctx), lambda c: c.remove_peer(site, name, Actor.cli()))
     click.echo(f"{name} removed from {site}.")
 
@@ -368,10 +530,9 @@ async def router_push(ctx: click.Context, site: str, dry_run: bool, yes: bool,
             click.echo(f"  {line}")
         if dry_run:
             return
-        if not yes and not click.confirm("Apply them (the router rolls back by itself if "
-                                         "camreach cannot reach it afterwards)?"):
-            click.echo("Nothing was changed.", err=True)
-            sys.exit(1)
+        if not yes:
+            await confirm("Apply them (the router rolls back by itself if camreach cannot "
+                          "reach it afterwards)?")
         await run_operation(core, await core.push_router(
             site, Actor.cli(), plan.fingerprint, TerminalProgress(), confirm_via=confirm_via))
 

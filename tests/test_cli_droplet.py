@@ -36,12 +36,17 @@ async def test_apply_peers_destroy(cli_env: dict[str, str], droplet_host: Drople
     async with FakeDigitalOcean(public_ipv4=droplet_host.addr) as fake:
         env = dict(cli_env, DIGITALOCEAN_TOKEN=fake.token, DIGITALOCEAN_END_POINT=fake.endpoint)
         async with cloud_init(fake, droplet_host):
-            code, out, err = await camreach(env, "site", "apply", str(site))
+            # Asks first (the diff and the price on stdout), the answer piped on stdin.
+            code, out, err = await camreach(env, "site", "apply", str(site), stdin="y\n")
             assert code == 0, err
+            assert "farmhouse: would create" in out and "  vpn.port: (none) → 51820" in out
+            assert "create the droplet ($4/month)? [y/N]: y" in err
             assert "farmhouse: created" in out and "$4/month" in out
             assert "step 6/6" in err and "is ready" in err
+            # Nothing to change and the droplet exists: no question, stdin is not read.
             code, out, err = await camreach(env, "site", "apply", str(site))
             assert code == 0, err
+            assert "farmhouse: unchanged" in out and "[y/N]" not in err
         assert len(fake.droplets) == 1 and fake.count("POST", "/v2/droplets") == 1
         assert fake.token not in out + err
 
@@ -53,9 +58,14 @@ async def test_apply_peers_destroy(cli_env: dict[str, str], droplet_host: Drople
         code, out, err = await camreach(env, "peer", "list", "farmhouse", "--json")
         peers = {p["name"]: p for p in json.loads(out)}
         assert peers["anna"]["address"] == "10.8.0.3" and peers["router"]["kind"] == "router"
-        code, out, err = await camreach(env, "peer", "remove", "farmhouse", "anna", "--yes")
+        code, out, err = await camreach(env, "peer", "remove", "farmhouse", "anna")
+        assert code == 2 and "Add --yes to run without asking." in err  # stdin ended
+        assert "anna" in droplet_host.run("cat /etc/wireguard/wg0.conf").stdout
+        code, out, err = await camreach(env, "peer", "remove", "farmhouse", "anna", stdin="y\n")
         assert code == 0, err
         assert "anna" not in droplet_host.run("cat /etc/wireguard/wg0.conf").stdout
+        code, out, err = await camreach(env, "peer", "list", "farmhouse", "--json")
+        assert "anna" not in {p["name"] for p in json.loads(out)}
 
         code, out, err = await camreach(env, "site", "destroy", "farmhouse", stdin="farm\n")
         assert code == 1 and "nothing was deleted" in err

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from bot.actions import action
 from bot.db.models import (
     Camera,
     Droplet,
@@ -22,6 +23,7 @@ from bot.db.models import (
     VpnPeer,
 )
 from bot.errors import NotFound
+from bot.render.spec_diff import spec_diff as spec_diff  # re-exported: the diff lives there
 from bot.site import SiteSpec
 
 
@@ -31,29 +33,6 @@ class ApplyResult:
     action: Literal["created", "updated", "unchanged"]
     changes: list[str]
     dry_run: bool
-
-
-def spec_diff(old: Any, new: Any, path: str = "") -> list[str]:
-    """Human-readable differences between two JSON documents, one line per changed leaf."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        lines: list[str] = []
-        for key in sorted(set(old) | set(new), key=str):
-            sub = f"{path}.{key}" if path else str(key)
-            lines += spec_diff(old.get(key), new.get(key), sub)
-        return lines
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [ln for i, (a, b) in enumerate(zip(old, new, strict=True))
-                for ln in spec_diff(a, b, f"{path}.{i}")]
-    if old == new:
-        return []
-    return [f"{path}: {_short(old)} → {_short(new)}"]
-
-
-def _short(value: Any) -> str:
-    if value is None:
-        return "(none)"
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 async def apply_site(
@@ -121,7 +100,7 @@ async def get_spec(sessions: async_sessionmaker[AsyncSession], name: str) -> Sit
     async with sessions() as s:
         site = (await s.execute(select(Site).where(Site.name == name))).scalar_one_or_none()
     if site is None:
-        raise NotFound(f"There is no site named {name!r}. `camreach site list` shows them.")
+        raise NotFound(f"There is no site named {name!r}. {action('site list')} shows them.")
     return SiteSpec.model_validate(site.spec)
 
 
@@ -181,7 +160,7 @@ async def site_statuses(
     async with sessions() as s:
         rows = (await s.execute(q)).all()
         if name is not None and not rows:
-            raise NotFound(f"There is no site named {name!r}. `camreach site list` shows them.")
+            raise NotFound(f"There is no site named {name!r}. {action('site list')} shows them.")
         ids = [row[0] for row in rows]
         cameras: dict[int, list[str]] = {}
         cams = await s.execute(
