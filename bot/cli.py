@@ -29,6 +29,7 @@ from bot.services.audit import Actor
 from bot.services.sites import ApplyResult
 from bot.settings import Settings, load_settings
 from bot.site import SiteSpec, load_site_file
+from bot.texts import interrupted_notice
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ class TerminalProgress:
 
 async def run_operation(core: Core, view: OperationView) -> None:
     """Wait for an operation started from the CLI; a failure is a non-zero exit."""
-    final = await core.operations.wait(view.id)
+    final = await core.wait_operation(view.id)
     if final.state is not OpState.SUCCEEDED:
         raise OperationFailed(final.error or "The operation did not finish.")
 
@@ -78,12 +79,28 @@ class OperationFailed(CamreachError):
     """An operation run from the CLI ended without success (its message says why)."""
 
 
-async def with_core(settings: Settings, fn: Callable[[Core], Awaitable[T]]) -> T:
+async def with_core(settings: Settings, fn: Callable[[Core], Awaitable[T]], *,
+                    site: str | None = None) -> T:
+    """Open the core, tell what an earlier run left interrupted on ``site``, run ``fn``."""
     core = await Core.open(settings)
     try:
+        if site is not None:
+            await report_interrupted(core, site)
         return await fn(core)
     finally:
         await core.close()
+
+
+async def report_interrupted(core: Core, site: str) -> None:
+    """Interrupted operations of ``site`` (a killed command, a stopped bot), said once per
+    command until they are run again; running the same command again retries them."""
+    await core.expire_stale_operations()  # a just-killed command's row is judged now
+    try:
+        left = await core.interrupted_operations(site)
+    except NotFound:  # a site being created
+        return
+    for view in left:
+        click.echo(for_terminal(interrupted_notice(view)), err=True)
 
 
 # -- confirmations --------------------------------------------------------------------------
@@ -309,7 +326,7 @@ async def site_apply(ctx: click.Context, file: Path, dry_run: bool, store_only: 
             await _echo_droplet(core, spec)
         await run_operation(core, await core.provision(spec.name, Actor.cli(), TerminalProgress()))
 
-    await with_core(settings, work)
+    await with_core(settings, work, site=spec.name)
 
 
 def _echo_apply(result: ApplyResult) -> None:
@@ -320,7 +337,7 @@ def _echo_apply(result: ApplyResult) -> None:
 
 
 async def _echo_droplet(core: Core, spec: SiteSpec) -> float:
-    price = await (await core.digitalocean()).monthly_price(spec.droplet.size)
+    price = await core.monthly_price(spec.droplet.size)
     click.echo(f"Droplet: {spec.droplet.size} in {spec.droplet.region}, ${price:g}/month")
     return price
 
@@ -328,9 +345,10 @@ async def _echo_droplet(core: Core, spec: SiteSpec) -> float:
 async def _confirm_apply(core: Core, preview: ApplyResult, price: float) -> None:
     """Ask before an apply that changes the site or creates its droplet; not for a no-op."""
     try:
-        has_droplet = (await core.droplets.describe(preview.site)).do_id is not None
-    except NotFound:  # a new site, or one without a droplet
-        has_droplet = False
+        droplet = await core.describe_droplet(preview.site)
+    except NotFound:  # a new site
+        droplet = None
+    has_droplet = droplet is not None and droplet.do_id is not None
     if has_droplet and preview.action == "unchanged":
         return
     if has_droplet:
@@ -376,7 +394,9 @@ async def site_destroy(ctx: click.Context, name: str, confirm_name: str | None) 
     """Delete site NAME's droplet after you type NAME on stdin. The site itself is kept."""
 
     async def work(core: Core) -> None:
-        d = await core.droplets.describe(name)
+        d = await core.describe_droplet(name)
+        if d is None:
+            raise NotFound(f"Site {name} has no droplet.")
         price = f"${d.price_monthly:g}/month" if d.price_monthly is not None else "unknown cost"
         click.echo(f"This deletes droplet {d.name} (#{d.do_id}, {d.public_ipv4 or 'no address'},"
                    f" {d.region}, {d.size}, {price}). The VPN of {name} stops working.")
@@ -391,7 +411,7 @@ async def site_destroy(ctx: click.Context, name: str, confirm_name: str | None) 
         await run_operation(core, await core.destroy_droplet(name, Actor.cli(),
                                                              TerminalProgress()))
 
-    await with_core(settings_from(ctx), work)
+    await with_core(settings_from(ctx), work, site=name)
 
 
 @main.group("peer")
@@ -413,7 +433,7 @@ async def peer_add(ctx: click.Context, site: str, name: str, dns: str | None, ou
                    qr: Path | None) -> None:
     """Add peer NAME to SITE's VPN and output its WireGuard client config."""
     peer = await with_core(settings_from(ctx), lambda c: c.add_peer(site, name, Actor.cli(),
-                                                                     dns=dns))
+                                                                     dns=dns), site=site)
     if out is not None:
         _write_private(out, peer.config.encode())
         click.echo(f"{name}: {peer.address}; config written to {out}", err=True)
@@ -462,7 +482,7 @@ async def peer_remove(ctx: click.Context, site: str, name: str, yes: bool) -> No
     """Remove peer NAME from SITE's VPN."""
     if not yes:
         await confirm(f"Remove {name} from {site}'s VPN?", nothing="nothing was removed")
-    await with_core(settings_from(ctx), lambda c: c.remove_peer(site, name, Actor.cli()))
+    await with_core(settings_from(ctx), lambda c: c.remove_peer(site, name, Actor.cli()), site=site)
     click.echo(f"{name} removed from {site}.")
 
 
@@ -478,7 +498,7 @@ def router_group() -> None:
 async def router_connect(ctx: click.Context, site: str) -> None:
     """First contact on the LAN: pin the host key and install camreach's SSH key."""
     result = await with_core(settings_from(ctx),
-                             lambda c: c.router_first_contact(site, Actor.cli()))
+                             lambda c: c.router_first_contact(site, Actor.cli()), site=site)
     click.echo(result.message)
 
 
@@ -488,7 +508,8 @@ async def router_connect(ctx: click.Context, site: str) -> None:
 @run_async
 async def router_detect(ctx: click.Context, site: str) -> None:
     """Show the router's release, resources, USB modem, proposed protocol and uplink."""
-    found = await with_core(settings_from(ctx), lambda c: c.router_detect(site, Actor.cli()))
+    found = await with_core(settings_from(ctx), lambda c: c.router_detect(site, Actor.cli()),
+                            site=site)
     click.echo(found.summary())
 
 
@@ -503,7 +524,7 @@ async def router_install(ctx: click.Context, site: str) -> None:
         await run_operation(core, await core.install_router_packages(
             site, Actor.cli(), TerminalProgress()))
 
-    await with_core(settings_from(ctx), work)
+    await with_core(settings_from(ctx), work, site=site)
 
 
 @router_group.command("push")
@@ -536,7 +557,7 @@ async def router_push(ctx: click.Context, site: str, dry_run: bool, yes: bool,
         await run_operation(core, await core.push_router(
             site, Actor.cli(), plan.fingerprint, TerminalProgress(), confirm_via=confirm_via))
 
-    await with_core(settings_from(ctx), work)
+    await with_core(settings_from(ctx), work, site=site)
 
 
 @router_group.command("modem")
@@ -545,8 +566,57 @@ async def router_push(ctx: click.Context, site: str, dry_run: bool, yes: bool,
 @run_async
 async def router_modem(ctx: click.Context, site: str) -> None:
     """Signal, operator and registration of the site's modem."""
-    status = await with_core(settings_from(ctx), lambda c: c.modem_status(site))
+    status = await with_core(settings_from(ctx), lambda c: c.modem_status(site), site=site)
     click.echo(status.summary())
+
+
+@main.group("op")
+def op_group() -> None:
+    """Operations: what ran, runs or was interrupted, by which process."""
+
+
+@op_group.command("list")
+@click.option("--site", help="Only this site's operations.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
+@click.pass_context
+@run_async
+async def op_list(ctx: click.Context, site: str | None, limit: int, as_json: bool) -> None:
+    """The newest operations first, with owner, state, step and times."""
+    from bot.texts import operation_line
+
+    async def work(core: Core) -> list[OperationView]:
+        await core.expire_stale_operations()  # show the truth, not a dead process's "running"
+        return await core.list_operations(site, limit=limit)
+
+    views = await with_core(settings_from(ctx), work)
+    if as_json:
+        click.echo(json.dumps([v.to_json() for v in views], indent=2))
+    elif not views:
+        click.echo("No operations yet.")
+    else:
+        for view in views:
+            click.echo(operation_line(view))
+
+
+@op_group.command("show")
+@click.argument("op_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
+@click.pass_context
+@run_async
+async def op_show(ctx: click.Context, op_id: int, as_json: bool) -> None:
+    """One operation in full: state, step, message or error, owner, heartbeat, times."""
+    from bot.texts import operation_detail
+
+    async def work(core: Core) -> OperationView:
+        await core.expire_stale_operations()
+        return await core.operation(op_id)
+
+    view = await with_core(settings_from(ctx), work)
+    if as_json:
+        click.echo(json.dumps(view.to_json(), indent=2))
+    else:
+        click.echo(for_terminal(operation_detail(view)))
 
 
 @main.command()

@@ -124,9 +124,6 @@ class Core:
         await self.audit.record(actor, "digitalocean.token", "stored")
         return account
 
-    async def digitalocean(self) -> DigitalOceanClient:
-        return await self.droplets.client()
-
     async def start_operation(
         self, kind: str, site: str | None, actor: Actor, sink: ProgressSink | None = None, *,
         params: dict[str, Any] | None = None, chat_id: int | None = None,

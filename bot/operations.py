@@ -18,6 +18,13 @@ PUSH_ROUTER_CONFIG = "push_router_config"
 INSTALL_ROUTER_PACKAGES = "install_router_packages"
 # Destructive kinds: a retry asks for the same confirmation as the first run did.
 CONFIRM_AGAIN = frozenset({DESTROY_DROPLET})
+# The command that runs each kind again (for bot.actions.action, with the site after it).
+RERUN_ACTION = {
+    PROVISION_DROPLET: "setup",
+    DESTROY_DROPLET: "site destroy",
+    PUSH_ROUTER_CONFIG: "router push",
+    INSTALL_ROUTER_PACKAGES: "router install",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,20 @@ class OperationView:
     @property
     def done(self) -> bool:
         return self.state not in ACTIVE_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON shape of ``camreach op list|show --json`` (keys in the README)."""
+        def at(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "id": self.id, "kind": self.kind, "site": self.site, "state": self.state.value,
+            "step": self.step, "total_steps": self.total_steps, "message": self.message,
+            "error": self.error, "owner": self.owner, "heartbeat_at": at(self.heartbeat_at),
+            "created_at": at(self.created_at), "started_at": at(self.started_at),
+            "finished_at": at(self.finished_at), "retry_of": self.retry_of,
+            "retried_by": self.retried_by,
+        }
 
     @property
     def retryable(self) -> bool:

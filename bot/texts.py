@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.actions import for_chat
+from bot.actions import action, for_chat
 from bot.adapters.digitalocean import RegionInfo, SizeInfo
 from bot.db.models import OpState
-from bot.operations import OperationView
+from bot.operations import RERUN_ACTION, OperationView
 from bot.services.droplets import DropletView, droplet_name
 from bot.services.peers import PeerStatus
 from bot.services.sites import SiteStatus
@@ -389,3 +389,32 @@ def not_retryable(op: OperationView) -> str:
     if op.retried_by is not None:
         return f"Operation #{op.id} was already run again as #{op.retried_by}."
     return f"Operation #{op.id} is {op.state.value}; only an interrupted operation can be retried."
+
+
+def interrupted_notice(op: OperationView) -> str:
+    """What a command says first about an earlier run of its site that was interrupted."""
+    rerun = RERUN_ACTION.get(op.kind)
+    how = (f" Running {action(rerun, op.site or '')} again retries it"
+           f"{' (this command does that now)' if rerun else ''}." if rerun else "")
+    return (f"Note: operation #{op.id} ({op.kind.replace('_', ' ')} on {op.site}) was "
+            f"interrupted at step {op.step}/{op.total_steps}: {op.error or op.message}.{how}")
+
+
+def operation_line(op: OperationView) -> str:
+    when = (op.finished_at or op.started_at or op.created_at)
+    stamp = when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else "-"
+    owner = f" by {op.owner}" if op.owner else ""
+    return (f"#{op.id:<5} {op.state.value:<11} {op.kind:<24} {op.site or '-':<16} "
+            f"step {op.step}/{op.total_steps}{owner}  {stamp}")
+
+
+def operation_detail(op: OperationView) -> str:
+    lines = [operation_text(op), f"owner: {op.owner or '-'}"]
+    for label, value in (("created", op.created_at), ("started", op.started_at),
+                         ("last heartbeat", op.heartbeat_at), ("finished", op.finished_at)):
+        lines.append(f"{label}: {value.isoformat() if value else '-'}")
+    if op.retry_of is not None:
+        lines.append(f"retry of: #{op.retry_of}")
+    if op.retried_by is not None:
+        lines.append(f"run again as: #{op.retried_by}")
+    return "\n".join(lines)

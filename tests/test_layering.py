@@ -79,7 +79,7 @@ def test_core_methods_return_plain_views() -> None:
            if isinstance(cls, type) and issubclass(cls, models.Base) and cls is not models.Base}
     forbidden = orm | {DigitalOceanClient, SshConnection}
     for name, fn in inspect.getmembers(core_module.Core, inspect.isfunction):
-        if name.startswith("_") or name == "digitalocean":
+        if name.startswith("_"):
             continue
         from jobs import operations as runner_module
 
