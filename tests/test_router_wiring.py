@@ -43,11 +43,11 @@ async def test_router_commands_in_telegram(
     monkeypatch.setenv(ROUTER_PW_ENV, router.root_password)
     async with running_bot(settings, api, core=core):
         api.inject_message(ADMIN_ID, "/router connect")
-        await api.wait_for("sendMessage", lambda c: "Connected" in c.params["text"], timeout=30)
+        await api.wait_for("editMessageText", lambda c: "Connected" in c.params["text"], timeout=30)
         assert "camreach" in (router.root / "etc/dropbear/authorized_keys").read_text()
 
         api.inject_message(ADMIN_ID, "/router detect farm")
-        found = await api.wait_for("sendMessage", lambda c: "Modem:" in c.params["text"],
+        found = await api.wait_for("editMessageText", lambda c: "Modem:" in c.params["text"],
                                    timeout=30)
         assert "E3372h" in found.params["text"] and "carrier-grade NAT" in found.params["text"]
 
