@@ -83,10 +83,11 @@ def operation_text(op: OperationView) -> str:
 
 
 def interrupted_text(op: OperationView) -> str:
+    by = f" ({op.owner})" if op.owner else ""
     return (
-        f"⚠️ camreach restarted while operation #{op.id} ({op.kind.replace('_', ' ')}"
-        f"{' on ' + op.site if op.site else ''}) was at step {op.step}/{op.total_steps}: "
-        f"{op.message}. Press Retry to run it again."
+        f"⚠️ camreach was stopped or restarted{by} while operation #{op.id} "
+        f"({op.kind.replace('_', ' ')}{' on ' + op.site if op.site else ''}) was at step "
+        f"{op.step}/{op.total_steps}: {op.message}. Press Retry to run it again."
     )
 
 

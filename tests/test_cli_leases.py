@@ -96,3 +96,33 @@ async def test_bot_start_leaves_a_live_cli_operation_alone(
                     if c.params["chat_id"] == ADMIN_ID and "Retry" in json.dumps(c.params)]
         code, out, _ = await run(env, "op", "show", "1", "--json")
         assert code == 0 and json.loads(out)["state"] == "succeeded"
+
+
+async def test_bot_announces_a_cli_operation_killed_while_it_runs(
+        cli_env: dict[str, str], tmp_path: Path, droplet_host: DropletHost) -> None:
+    site = site_file(tmp_path)
+    async with FakeDigitalOcean(public_ipv4=droplet_host.addr) as fake, \
+            FakeTelegramAPI() as api, cloud_init(fake, droplet_host):
+        env = dict(cli_env, DIGITALOCEAN_TOKEN=fake.token, DIGITALOCEAN_END_POINT=fake.endpoint,
+                   TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
+                   CAMREACH_LEASE_SECONDS="2")
+        bot = await asyncio.create_subprocess_exec(
+            exe(), "run", env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            await api.wait_for_polling(timeout=30)
+            fake.stuck_in_new = True
+            apply = await asyncio.create_subprocess_exec(
+                exe(), "site", "apply", str(site), "--yes", env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            while fake.count("GET", "/v2/droplets/") < 1:
+                await asyncio.sleep(0.05)
+            apply.send_signal(signal.SIGKILL)
+            await apply.wait()
+            # The bot's periodic lease check finds it (no restart of the bot needed).
+            note = await api.wait_for("sendMessage", lambda c: "operation #1" in c.params["text"],
+                                      timeout=20)
+            assert note.params["chat_id"] == ADMIN_ID and "Retry" in json.dumps(note.params)
+        finally:
+            bot.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(bot.communicate(), 30)
