@@ -419,3 +419,11 @@ def operation_detail(op: OperationView) -> str:
     if op.retried_by is not None:
         lines.append(f"run again as: #{op.retried_by}")
     return "\n".join(lines)
+
+
+BUTTON_OPEN_PRIVATE = "Open a private chat"
+
+
+def private_only(command: str) -> str:
+    return (f"{command} sends or asks for a secret, so it works in a private chat only: ask me "
+            "in a private chat (the button opens one). Nothing was sent here.")

@@ -29,6 +29,10 @@ class AccessGuard:
         return user_id in self._admins
 
     async def __call__(self, update: Update, context: CamreachContext) -> None:
+        if update.edited_message is not None or update.edited_channel_post is not None:
+            # An edit is neither a command nor an answer in a flow: a typo fixed in an old
+            # "/droplet destroy" must not run it again, nor an edited line count as the name.
+            raise ApplicationHandlerStop
         user = update.effective_user
         if user is not None and user.id in self._admins:
             msg = update.effective_message

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import TypeAdapter
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatType
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CommandHandler, ConversationHandler
 from telegram.warnings import PTBUserWarning
@@ -192,6 +193,32 @@ _waiting: dict[tuple[int, int], asyncio.Event] = {}
 def _conv_key(update: Update) -> tuple[int, int]:
     chat, user = update.effective_chat, update.effective_user
     return (chat.id if chat else 0, user.id if user else 0)
+
+
+async def refused_outside_private(update: Update, context: CamreachContext) -> bool:
+    """Commands that send or take a secret (a phone's private key, an API token) work in a
+    private chat only; in a group this answers with a button that opens one (True)."""
+    chat = update.effective_chat
+    if chat is None or chat.type == ChatType.PRIVATE:
+        return False
+    message = update.effective_message
+    command = (message.text or "/start").split()[0].split("@")[0] if message else "/start"
+    url = f"https://t.me/{context.bot.username}?start=private"
+    await reply(update, context, texts.private_only(command), InlineKeyboardMarkup(
+        [[InlineKeyboardButton(texts.BUTTON_OPEN_PRIVATE, url=url)]]))
+    return True
+
+
+def private_only(fn: Step) -> Step:
+    """A conversation entry that only runs in a private chat (see above)."""
+
+    async def step(update: Update, context: CamreachContext) -> object:
+        if await refused_outside_private(update, context):
+            return ConversationHandler.END
+        return await fn(update, context)
+
+    step.__name__ = getattr(fn, "__name__", "step")
+    return step
 
 
 def network_step(fn: Step, *, timeout: float = NETWORK_TIMEOUT) -> Step:

@@ -23,6 +23,7 @@ from handlers.menus import (
     network_step,
     open_menu,
     pressed,
+    refused_outside_private,
     resolve_site,
 )
 
@@ -41,6 +42,8 @@ async def peer_command(update: Update, context: CamreachContext) -> int:
     assert message is not None
     sub, rest = (context.args[0], context.args[1:]) if context.args else ("", [])
     if sub == "add" and 1 <= len(rest) <= 2:
+        if await refused_outside_private(update, context):
+            return ConversationHandler.END
         await _add(update, context, rest[0], rest[1] if len(rest) > 1 else None)
     elif sub == "list" and len(rest) <= 1:
         site = await resolve_site(context, rest[0] if rest else None, "/peer list SITE")

@@ -32,6 +32,7 @@ from handlers.menus import (
     network_step,
     open_menu,
     pressed,
+    private_only,
     resolve_site,
 )
 from handlers.operations import start_with_progress
@@ -205,7 +206,8 @@ def build_setup_conversation() -> ConversationHandler[CamreachContext]:
     button = SetupMenu.pattern
     return conversation(
         "setup",
-        entry_points=[CommandHandler("setup", network_step(start_setup), block=False)],
+        entry_points=[CommandHandler("setup", private_only(network_step(start_setup)),
+                                     block=False)],
         states={
             CHOOSING_SITE: [CallbackQueryHandler(network_step(on_site), pattern=button("site"),
                                                  block=False)],

@@ -503,6 +503,20 @@ class FakeTelegramAPI:
         self._enqueue({"message": self._message_json(msg)})
         return msg.message_id
 
+    def inject_edit(self, user_id: int, message_id: int, text: str,
+                    chat_id: int | None = None) -> None:
+        """The user edits a message they sent: Telegram delivers an ``edited_message``."""
+        chat_id = user_id if chat_id is None else chat_id
+        msg = self.message(chat_id, message_id)
+        msg.text = text
+        entities: list[JSONDict] = []
+        if text.startswith("/"):
+            command = text.split(maxsplit=1)[0]
+            entities.append({"type": "bot_command", "offset": 0, "length": _utf16_len(command)})
+        body = self._message_json(msg)
+        body.update(text=text, entities=entities, edit_date=int(time.time()))
+        self._enqueue({"edited_message": body})
+
     def inject_callback(
         self,
         user_id: int,
