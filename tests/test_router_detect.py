@@ -287,3 +287,17 @@ async def test_detect_on_the_real_router_in_one_round_trip(openwrt_router: OpenW
 def test_the_script_is_constant_text() -> None:
     # Nothing from a site or a user is ever formatted into it.
     assert "{" not in DETECT_SCRIPT.replace("${", "").replace("{ ", "")
+
+
+async def test_detect_reads_bytes_that_are_not_utf8(openwrt_router: OpenWrtRouter) -> None:
+    """A USB product string in Latin-1 (or garbage) must not break the framed read."""
+    router = openwrt_router
+    plant_e3372h_stick(router)
+    (router.root / "sys/bus/usb/devices/1-1/product").write_bytes(b"Stick \xe9\xff\xfe LTE\n")
+    (router.root / "tmp/sysinfo/model").write_bytes(b"Routeur \xe0 la ferme\n")
+    key, pinned = await first_contact(router)
+    async with ssh_session(target(router, key, pinned)) as conn:
+        found = await detect_router(conn)
+    assert found.facts.board_model == "Routeur \ufffd la ferme"
+    assert [d.usb_id for d in found.facts.usb] == ["12d1:1506"]  # the frames after it are whole
+    assert found.modem is not None and found.modem.mode == "ncm"

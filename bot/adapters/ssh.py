@@ -49,13 +49,22 @@ class SshTarget:
 
 @dataclass(frozen=True)
 class CommandResult:
-    stdout: str
+    stdout: str  # decoded as UTF-8, undecodable bytes replaced
     stderr: str
     exit_status: int
+    stdout_bytes: bytes = b""  # exactly what the remote side printed (framed output)
 
     @property
     def ok(self) -> bool:
         return self.exit_status == 0
+
+
+def _as_bytes(data: object) -> bytes:
+    if data is None:
+        return b""
+    if isinstance(data, bytes):
+        return data
+    return str(data).encode()
 
 
 def public_key_line(key: asyncssh.SSHKey) -> str:
@@ -93,20 +102,19 @@ class SshConnection:
         with ssh_errors(self.target, command):
             # asyncssh's own timeout starts after the channel is open; a stalled link can
             # hold the open itself for minutes, so the limit covers the whole exchange.
+            # Bytes in and out: a router's output need not be UTF-8 (a USB product string,
+            # a hostile SSID); decoding is done here, never strictly.
             proc = await asyncio.wait_for(
                 self.raw.run(
-                    command, input=input, check=False, timeout=limit,
-                    encoding=None if isinstance(input, bytes) else "utf-8",
+                    command, input=input.encode() if isinstance(input, str) else input,
+                    check=False, timeout=limit, encoding=None,
                 ),
                 limit,
             )
-        out, err = proc.stdout or "", proc.stderr or ""
-        if isinstance(out, bytes):
-            out = out.decode(errors="replace")
-        if isinstance(err, bytes):
-            err = err.decode(errors="replace")
+        raw_out = _as_bytes(proc.stdout)
         status = proc.exit_status if proc.exit_status is not None else -1
-        result = CommandResult(str(out), str(err), status)
+        result = CommandResult(raw_out.decode(errors="replace"),
+                               _as_bytes(proc.stderr).decode(errors="replace"), status, raw_out)
         if check and not result.ok:
             raise RemoteFailed(
                 f"A command failed on {self.target.where} (exit status {status}).",

@@ -298,4 +298,4 @@ def parse_detection(parts: Mapping[str, str]) -> Detection:
 async def detect(conn: SshConnection) -> Detection:
     """One round trip: run :data:`DETECT_SCRIPT` and parse what it prints."""
     res = await conn.run(DETECT_SCRIPT, input=b"")
-    return parse_detection(parse_frames(res.stdout, where=conn.target.where))
+    return parse_detection(parse_frames(res.stdout_bytes or res.stdout, where=conn.target.where))

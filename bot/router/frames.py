@@ -24,9 +24,13 @@ capture() { _n=$1; shift; "$@" > "$T/$_n" 2>/dev/null; emit "$_n" "$T/$_n"; }
 _HEADER_RE = re.compile(rb"@([A-Za-z0-9_.-]+) (\d+)\n")
 
 
-def parse_frames(output: str, *, where: str = "the router") -> dict[str, str]:
-    """``{name: text}`` from framed output; text outside frames is an error."""
-    data = output.encode("utf-8", errors="surrogateescape")
+def parse_frames(output: bytes | str, *, where: str = "the router") -> dict[str, str]:
+    """``{name: text}`` from framed output; text outside frames is an error.
+
+    Lengths count bytes, so the frames are split on the bytes the router printed; each
+    frame is then decoded on its own (bytes that are not UTF-8 are replaced, inside it).
+    """
+    data = output if isinstance(output, bytes) else output.encode("utf-8", "surrogateescape")
     parts: dict[str, str] = {}
     pos = 0
     while pos < len(data):

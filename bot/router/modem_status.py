@@ -354,4 +354,4 @@ async def read_modem_status(
 async def _run(conn: SshConnection, script: str, arg: str) -> dict[str, str]:
     command = shlex.join(["sh", "-c", script, "camreach-modem", arg])
     res = await conn.run(command, input=b"", timeout=45)
-    return parse_frames(res.stdout, where=conn.target.where)
+    return parse_frames(res.stdout_bytes or res.stdout, where=conn.target.where)
