@@ -36,7 +36,16 @@ class Settings(BaseSettings):
     digitalocean_token: SecretStr | None = None
     camreach_log_level: str = "INFO"
     camreach_openwrt_feeds: str | None = None
+    camreach_openwrt_feed_key: str | None = None
     camreach_lease_seconds: float = 30.0
+    camreach_history_days: int = 90
+
+    @field_validator("camreach_history_days")
+    @classmethod
+    def _history_positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("CAMREACH_HISTORY_DAYS must be at least 1 (days of history kept)")
+        return value
 
     @field_validator("camreach_lease_seconds")
     @classmethod

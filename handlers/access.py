@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from telegram import Update
@@ -13,6 +14,37 @@ from bot.services.audit import Actor
 from handlers.context import CamreachContext
 
 REFUSAL_INTERVAL = 3600.0
+# Strangers remembered at most (a flood of new accounts must not grow memory for ever).
+MAX_REMEMBERED = 4096
+
+
+class RefusalMemory:
+    """When each stranger was last refused, bounded: entries older than the interval are
+    forgotten, and past ``capacity`` the oldest go (that stranger may get one refusal more,
+    never a flood: the capacity is far above what an hour of strangers normally holds)."""
+
+    def __init__(self, interval: float = REFUSAL_INTERVAL,
+                 capacity: int = MAX_REMEMBERED) -> None:
+        self._interval = interval
+        self._capacity = capacity
+        self._at: OrderedDict[int, float] = OrderedDict()  # oldest first
+
+    def due(self, user_id: int, now: float) -> bool:
+        """Should ``user_id`` be told now? Records the refusal when it should."""
+        last = self._at.get(user_id)
+        if last is not None and now - last < self._interval:
+            return False
+        self._at.pop(user_id, None)
+        self._at[user_id] = now
+        while self._at:
+            oldest, at = next(iter(self._at.items()))
+            if now - at < self._interval and len(self._at) <= self._capacity:
+                break
+            del self._at[oldest]
+        return True
+
+    def __len__(self) -> int:
+        return len(self._at)
 
 
 class AccessGuard:
@@ -23,7 +55,7 @@ class AccessGuard:
     ) -> None:
         self._admins = admins
         self._clock = clock
-        self._last_refusal: dict[int, float] = {}
+        self._refusals = RefusalMemory()
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self._admins
@@ -48,10 +80,7 @@ class AccessGuard:
         if query is not None:
             # Always answer, or the stranger's client shows a spinner forever.
             await query.answer(texts.CALLBACK_REFUSAL, show_alert=True)
-        now = self._clock()
-        last = self._last_refusal.get(user.id)
-        if last is None or now - last >= REFUSAL_INTERVAL:
-            self._last_refusal[user.id] = now
+        if self._refusals.due(user.id, self._clock()):
             if query is None and update.effective_message is not None:
                 await update.effective_message.reply_text(texts.refusal(user.id))
             what = "callback" if query is not None else _describe(update)

@@ -11,7 +11,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import JobQueue
 
-from bot.db.models import CheckResult
+from bot.db.models import AuditLog, CheckResult, Operation, OpState
 from bot.db.types import utcnow
 from bot.operations import OperationView
 
@@ -20,18 +20,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECK_RETENTION = timedelta(days=30)
-
-
-async def prune_history(sessions: async_sessionmaker[AsyncSession]) -> int:
-    """Drop check results past retention so the database stays small on a 10 GB droplet."""
+async def prune_history(sessions: async_sessionmaker[AsyncSession], *, days: int) -> int:
+    """Drop what is older than ``days``: check results, the audit log and finished
+    operations (never an active one)."""
+    cutoff = utcnow() - timedelta(days=days)
+    removed = 0
     async with sessions.begin() as s:
-        result = await s.execute(
-            delete(CheckResult).where(CheckResult.checked_at < utcnow() - CHECK_RETENTION)
-        )
-    removed: int = getattr(result, "rowcount", 0) or 0
+        for stmt in (
+            delete(CheckResult).where(CheckResult.checked_at < cutoff),
+            delete(AuditLog).where(AuditLog.at < cutoff),
+            delete(Operation).where(
+                Operation.state.in_((OpState.SUCCEEDED, OpState.FAILED, OpState.INTERRUPTED)),
+                Operation.finished_at.is_not(None), Operation.finished_at < cutoff),
+        ):
+            result = await s.execute(stmt)
+            removed += getattr(result, "rowcount", 0) or 0
     if removed:
-        log.info("pruned %d old check results", removed)
+        log.info("pruned %d rows older than %d days", removed, days)
     return removed
 
 
@@ -41,7 +46,7 @@ def schedule_jobs(
     lease_check_every: float,
 ) -> None:
     async def _prune(_: Any) -> None:
-        await prune_history(core.sessions)
+        await prune_history(core.sessions, days=core.settings.camreach_history_days)
 
     async def _leases(_: Any) -> None:
         # Operations whose process died (a CLI killed mid-push) are reported while the bot

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from bot.app import App
 from bot.core import Core
-from bot.db.models import CheckResult, Site
+from bot.db.models import AuditLog, CheckResult, Operation, OpState, Site
 from bot.db.types import utcnow
 from bot.settings import Settings
 from jobs.scheduler import prune_history
@@ -29,22 +29,37 @@ async def test_scheduler_runs_with_the_app(settings: Settings, api: FakeTelegram
     async with running_bot(settings, api, customize=seen.append):
         queue = seen[0].job_queue
         assert queue is not None and queue.scheduler.running
-        assert [j.name for j in queue.jobs()] == ["prune-history"]
+        assert sorted(j.name for j in queue.jobs()) == ["lease-check", "prune-history"]
     assert not queue.scheduler.running
 
 
-async def test_prune_history_keeps_recent_checks(core: Core) -> None:
+async def test_prune_history_keeps_what_is_recent_or_active(core: Core) -> None:
+    old, recent = utcnow() - timedelta(days=91), utcnow() - timedelta(days=1)
     async with core.sessions.begin() as s:
         site = Site(name="farm", spec={})
         s.add(site)
         await s.flush()
         s.add_all([
-            CheckResult(site_id=site.id, target="tunnel", ok=True,
-                        checked_at=utcnow() - timedelta(days=40)),
-            CheckResult(site_id=site.id, target="tunnel", ok=False,
-                        checked_at=utcnow() - timedelta(days=1)),
+            CheckResult(site_id=site.id, target="tunnel", ok=True, checked_at=old),
+            CheckResult(site_id=site.id, target="tunnel", ok=False, checked_at=recent),
+            AuditLog(at=old, action="site.apply", outcome="ok"),
+            AuditLog(at=recent, action="site.apply", outcome="ok"),
+            Operation(kind="a", state=OpState.SUCCEEDED, created_at=old, finished_at=old),
+            Operation(kind="b", state=OpState.FAILED, created_at=old, finished_at=recent),
+            Operation(kind="c", state=OpState.RUNNING, created_at=old, heartbeat_at=old),
         ])
-    assert await prune_history(core.sessions) == 1
+    assert await prune_history(core.sessions, days=90) == 3
     async with core.sessions() as s:
-        left = (await s.execute(select(func.count()).select_from(CheckResult))).scalar_one()
-    assert left == 1
+        checks = (await s.execute(select(CheckResult.checked_at))).scalars().all()
+        audit = (await s.execute(select(AuditLog.at))).scalars().all()
+        kinds = sorted((await s.execute(select(Operation.kind))).scalars().all())
+    assert [c > old for c in checks] == [True] and [a > old for a in audit] == [True]
+    assert kinds == ["b", "c"]  # recent, and active however old
+
+
+async def test_history_days_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAMREACH_HISTORY_DAYS", "7")
+    assert Settings(_env_file=None).camreach_history_days == 7  # type: ignore[call-arg]
+    monkeypatch.setenv("CAMREACH_HISTORY_DAYS", "0")
+    with pytest.raises(ValueError, match="CAMREACH_HISTORY_DAYS"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -8,6 +8,7 @@ reported and left alone: they may be someone's working phone.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import shlex
 from collections.abc import Callable
@@ -143,7 +144,8 @@ class PeerService:
             lan_subnets=(spec.router.lan_subnet,),
             dns=(ipaddress.IPv4Address(dns),) if dns else (),
         ))
-        return NewPeer(name, str(address), config, qr_png(config))
+        # Pillow's PNG encoder is CPU work: keep it off the event loop.
+        return NewPeer(name, str(address), config, await asyncio.to_thread(qr_png, config))
 
     async def list(self, site_name: str) -> list[PeerStatus]:
         async with self._sessions() as s:
