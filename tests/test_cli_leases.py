@@ -15,7 +15,7 @@ from tests.conftest import ADMIN_ID
 from tests.fakes.digitalocean_api import FakeDigitalOcean
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.infra.droplet_host import DropletHost
-from tests.test_crash_recovery import EXAMPLE, exe
+from tests.test_crash_recovery import EXAMPLE, exe, until
 
 
 def site_file(tmp_path: Path) -> Path:
@@ -45,8 +45,8 @@ async def test_killed_apply_is_reported_and_the_same_command_adopts_the_droplet(
         apply = await asyncio.create_subprocess_exec(
             exe(), "site", "apply", str(site), "--yes", env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        while fake.count("POST", "/v2/droplets") < 1:  # right after the create request
-            await asyncio.sleep(0.02)
+        # right after the create request
+        await until(lambda: fake.count("POST", "/v2/droplets") >= 1, "the apply never got that far")
         apply.send_signal(signal.SIGKILL)
         await apply.wait()
         fake.stuck_in_new = False
@@ -78,8 +78,8 @@ async def test_bot_start_leaves_a_live_cli_operation_alone(
         apply = await asyncio.create_subprocess_exec(
             exe(), "site", "apply", str(site), "--yes", env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        while fake.count("GET", "/v2/droplets/") < 1:  # waiting for 'active'
-            await asyncio.sleep(0.05)
+        # waiting for 'active'
+        await until(lambda: fake.count("GET", "/v2/droplets/") >= 1, "the apply never got that far")
         bot = await asyncio.create_subprocess_exec(
             exe(), "run", env=env, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
@@ -115,8 +115,8 @@ async def test_bot_announces_a_cli_operation_killed_while_it_runs(
             apply = await asyncio.create_subprocess_exec(
                 exe(), "site", "apply", str(site), "--yes", env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            while fake.count("GET", "/v2/droplets/") < 1:
-                await asyncio.sleep(0.05)
+            await until(lambda: fake.count("GET", "/v2/droplets/") >= 1,
+                        "the apply never got that far")
             apply.send_signal(signal.SIGKILL)
             await apply.wait()
             # The bot's periodic lease check finds it (no restart of the bot needed).

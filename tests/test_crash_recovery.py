@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,15 @@ from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.infra.droplet_host import DropletHost
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "site.yaml"
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Wait for ``condition``; fail (never hang) when it does not come true in time."""
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(what)
 
 
 def exe() -> str:
@@ -37,10 +47,16 @@ async def test_sigkill_then_restart_offers_retry(cli_env: dict[str, str], tmp_pa
                    TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url)
         fake.stuck_in_new = True
         apply = await asyncio.create_subprocess_exec(
-            exe(), "site", "apply", str(site), env=env,
+            exe(), "site", "apply", str(site), "--yes", env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        while fake.count("GET", "/v2/droplets/") < 1:  # waiting for 'active'
-            await asyncio.sleep(0.05)
+        # waiting for 'active'
+        try:
+            await until(lambda: fake.count("GET", "/v2/droplets/") >= 1,
+                        "the apply never got that far")
+        except AssertionError:
+            apply.kill()
+            print((await apply.communicate())[1].decode())
+            raise
         apply.send_signal(signal.SIGKILL)
         await apply.wait()
 
