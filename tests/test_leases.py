@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
 
 from bot.core import Core
 from bot.db.models import Operation, OpState
@@ -91,7 +90,7 @@ async def test_heartbeat_keeps_a_live_owner_whoever_looks(farm: Core) -> None:
 
 
 async def test_lease_run_out_is_interrupted_by_the_next_start(farm: Core) -> None:
-    started, release, hold = holder()
+    _, release, hold = holder()
     # What a process on another host left when it died: a running row, heartbeat gone quiet.
     async with farm.sessions.begin() as s:
         site_id = (await farm.operations._site_id("farm"))
@@ -139,7 +138,7 @@ async def test_two_runners_at_the_same_instant_one_runs(farm: Core,
     """Separate engines (as separate processes have), no shared lock: the index decides."""
     second = await Core.open(settings, migrate=False)
     try:
-        started, release, hold = holder()
+        _, release, hold = holder()
         for c in (farm, second):
             c.operations.register("hold", hold)  # type: ignore[arg-type]
         for _ in range(5):

@@ -9,9 +9,9 @@ import pytest
 from bot.core import Core
 from bot.db.models import OpState
 from bot.errors import Busy, RemoteFailed
+from bot.operations import OpContext, OperationView
 from bot.services.audit import Actor
 from bot.site import parse_site
-from bot.operations import OpContext, OperationView
 from jobs.operations import OperationRunner
 
 

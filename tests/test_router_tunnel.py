@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from bot.core import Core
 from bot.db.models import Droplet, Modem, Router, Site
+from bot.operations import OperationView
 from bot.render.wg_conf import server_conf
 from bot.router.access import RouterTiming
 from bot.router.service import RouterService
@@ -31,7 +32,6 @@ from bot.services.audit import Actor
 from bot.services.droplets import server_config
 from bot.services.vpn_keys import ensure_site_keys
 from bot.site import SiteSpec, parse_site
-from bot.operations import OperationView
 from tests.infra.droplet_host import DropletHost
 from tests.infra.openwrt_router import OpenWrtRouter
 from tests.test_router_detect import plant_e3372h_stick

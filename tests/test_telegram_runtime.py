@@ -16,12 +16,12 @@ from bot.app import App
 from bot.core import Core
 from bot.db.models import AuditLog, Operation, OpState
 from bot.errors import RemoteFailed
+from bot.operations import OpContext
 from bot.services.audit import Actor
 from bot.settings import Settings
 from bot.site import parse_site
 from handlers.context import CamreachContext
 from handlers.operations import RETRY_PREFIX, start_with_progress
-from bot.operations import OpContext
 from tests.botharness import running_bot
 from tests.conftest import ADMIN_ID, STRANGER_ID
 from tests.fakes.telegram_api import FakeTelegramAPI
