@@ -30,6 +30,7 @@ async def open_core(settings: Settings, *, migrate: bool = True) -> Core:
     core = Core(settings, engine, SecretBox(key))
     runner = OperationRunner(core.sessions, lease_seconds=settings.camreach_lease_seconds)
     core.attach_runner(runner)
+    core.router.lease_seconds = settings.camreach_lease_seconds  # the same lease everywhere
     for kind, body in operation_bodies(core).items():
         runner.register(kind, body)
     await core.secrets.verify()

@@ -2,13 +2,18 @@
 
 Nothing changes on the router. :class:`PushPlan` carries the diff to show the user, the md5 of
 each file (the apply refuses if they changed meanwhile) and the ``uci batch`` to apply.
+
+A push still pending on the router blocks a new one, unless an interrupted camreach operation
+of the same site recorded it (:class:`AdoptedPush`): that push was camreach's own and nobody
+is left to confirm it, so the plan says it will be confirmed first.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from bot.adapters.ssh import SshConnection
@@ -18,7 +23,18 @@ from bot.render.uci import ParsedUci, UciSection, diff_sections, parse_uci_show,
 from bot.router.frames import parse_frames
 from bot.router.push_scripts import READ_SCRIPT
 
-__all__ = ["PushBlocked", "PushPlan", "RouterState", "make_plan", "plan_push", "read_state"]
+__all__ = [
+    "AdoptedPush",
+    "FindAdoptable",
+    "PushBlocked",
+    "PushPlan",
+    "RouterState",
+    "make_plan",
+    "plan_push",
+    "read_state",
+]
+
+_ID_RE = re.compile(r"[0-9a-f]{16}")
 
 
 class PushBlocked(OperatorError):
@@ -35,6 +51,44 @@ class RouterState:
     errors: Mapping[str, str]
     pending: str | None  # "<id> <state>" of a push not yet confirmed or rolled back
     last: str  # "<id> confirmed" | "<id> rolled-back <reason>" | ""
+
+    @property
+    def pending_id(self) -> str | None:
+        """The id of the push in flight, if it has a well-formed one."""
+        words = (self.pending or "").split()
+        return words[0] if words and _ID_RE.fullmatch(words[0]) else None
+
+    @property
+    def pending_applied(self) -> bool:
+        """The push in flight finished its swap (a confirm keeps it; otherwise it is undone)."""
+        return (self.pending or "").split()[1:2] == ["applied"]
+
+
+@dataclass(frozen=True)
+class AdoptedPush:
+    """A push still pending on the router that an interrupted camreach operation of the same
+    site recorded: a later push confirms it instead of refusing (it was camreach's own)."""
+
+    push_id: str
+    op_id: int  # the interrupted operation that recorded it
+    expect: str | None = None  # the fingerprint that operation had been approved with
+    applied: bool = True  # False: the router has it half-swapped; a confirm undoes it
+
+    @property
+    def note(self) -> str:
+        """The plan's first line, shown before the diff."""
+        if self.applied:
+            return (f"! first: confirm push {self.push_id}, which operation #{self.op_id} "
+                    "applied before it was interrupted (the router holds it now and would "
+                    "otherwise roll it back by itself)")
+        return (f"! first: undo push {self.push_id}, which operation #{self.op_id} left "
+                "unfinished on the router when it was interrupted; then look at the diff "
+                "again")
+
+
+# Given the id of a push pending on the router: the interrupted operation that recorded it,
+# or None (someone else's push, or one a live operation is still handling).
+FindAdoptable = Callable[[str], Awaitable[AdoptedPush | None]]
 
 
 def _parse_state(parts: Mapping[str, str]) -> RouterState:
@@ -62,7 +116,7 @@ def _parse_state(parts: Mapping[str, str]) -> RouterState:
 
 async def read_state(conn: SshConnection) -> RouterState:
     res = await conn.run(READ_SCRIPT, input=b"")
-    return _parse_state(parse_frames(res.stdout, where=conn.target.where))
+    return _parse_state(parse_frames(res.stdout_bytes or res.stdout, where=conn.target.where))
 
 
 @dataclass(frozen=True)
@@ -75,10 +129,24 @@ class PushPlan:
     # Interfaces whose wireguard peer sections change: netifd does not notice those on a
     # reload, so the router restarts them (and restarts them again if it rolls back).
     restart: tuple[str, ...] = ()
+    # A pending push of an interrupted operation, confirmed before the rest is applied; the
+    # diff then starts with its :attr:`AdoptedPush.note` and is made against the files the
+    # router holds now (that push's).
+    adopt: AdoptedPush | None = None
 
     @property
     def no_changes(self) -> bool:
-        return not self.diff
+        return not self.diff and self.adopt is None
+
+    @property
+    def changes(self) -> tuple[str, ...]:
+        """The diff without the adoption note."""
+        return self.diff[1:] if self.adopt is not None else self.diff
+
+    def without_adoption(self) -> PushPlan:
+        """The plan as it will be once the adopted push is confirmed (same files, same
+        batch): what the re-plan after the confirm must match."""
+        return replace(self, diff=self.changes, adopt=None)
 
     @property
     def fingerprint(self) -> str:
@@ -87,10 +155,12 @@ class PushPlan:
         for pkg in sorted(self.sums):
             h.update(f"{pkg}={self.sums[pkg]}\n".encode())
         h.update(self.batch.encode())
+        if self.adopt is not None:
+            h.update(f"adopt={self.adopt.push_id}\n".encode())
         return h.hexdigest()[:16]
 
 
-def _check_pushable(state: RouterState, where: str) -> None:
+def _check_pushable(state: RouterState, where: str, adopt: AdoptedPush | None) -> None:
     missing = [p for p, s in state.sums.items() if s == "missing"]
     if missing:
         raise PushBlocked(
@@ -111,7 +181,7 @@ def _check_pushable(state: RouterState, where: str) -> None:
             f"applied). Apply or revert them there (LuCI: Unsaved Changes; or `uci revert "
             f"{next(iter(state.uncommitted))}`), then push again. Nothing was changed."
         )
-    if state.pending:
+    if state.pending and (adopt is None or adopt.push_id != state.pending_id):
         pid = state.pending.split()[0]
         raise PushBlocked(
             f"An earlier push ({pid}) is still waiting for confirmation on {where}; the router "
@@ -119,21 +189,39 @@ def _check_pushable(state: RouterState, where: str) -> None:
         )
 
 
-def make_plan(state: RouterState, sections: Iterable[UciSection], *, where: str) -> PushPlan:
-    """Pure: the diff between the router's state and the wanted sections."""
-    _check_pushable(state, where)
+def make_plan(state: RouterState, sections: Iterable[UciSection], *, where: str,
+              adopt: AdoptedPush | None = None) -> PushPlan:
+    """Pure: the diff between the router's state and the wanted sections.
+
+    A pending push is refused (:class:`PushBlocked`) unless it is ``adopt``'s.
+    """
+    _check_pushable(state, where, adopt)
+    if adopt is not None and not state.pending:
+        adopt = None  # gone meanwhile: nothing to confirm first
+    if adopt is not None:
+        adopt = replace(adopt, applied=state.pending_applied)
     wanted = list(sections)
     diff = tuple(diff_sections(state.current, wanted))
+    if adopt is not None:
+        diff = (adopt.note, *diff)
     restart = sorted({
         s.type.removeprefix("wireguard_") for s in wanted
         if s.package == "network" and s.type.startswith("wireguard_")
         and diff_sections(state.current, [s])
     })
     return PushPlan(diff=diff, sums=state.sums, batch=render_batch(wanted),
-                    restart=tuple(restart))
+                    restart=tuple(restart), adopt=adopt)
 
 
-async def plan_push(conn: SshConnection, sections: Iterable[UciSection]) -> PushPlan:
-    """Round trip 1: current config vs. wanted; ``plan.no_changes`` means nothing to do."""
+async def plan_push(conn: SshConnection, sections: Iterable[UciSection], *,
+                    adoptable: FindAdoptable | None = None) -> PushPlan:
+    """Round trip 1: current config vs. wanted; ``plan.no_changes`` means nothing to do.
+
+    With a push pending on the router, ``adoptable`` is asked whether an interrupted camreach
+    operation recorded it (no extra round trip; a normal push never asks).
+    """
     state = await read_state(conn)
-    return make_plan(state, sections, where=conn.target.where)
+    adopt = None
+    if adoptable is not None and state.pending_id is not None:
+        adopt = await adoptable(state.pending_id)
+    return make_plan(state, sections, where=conn.target.where, adopt=adopt)

@@ -21,11 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from bot.actions import action
 from bot.adapters.ssh import SshConnection, ssh_session
-from bot.db.models import Modem, Router, Site
+from bot.db.models import ACTIVE_STATES, Modem, Operation, OpState, Router, Site
 from bot.db.types import utcnow
 from bot.errors import NotFound, Unreachable, ValidationFailed
-from bot.operations import OpContext
+from bot.leases import DEFAULT_LEASE_SECONDS, Owner, owner_is_dead
+from bot.operations import PUSH_ROUTER_CONFIG, OpContext
 from bot.render.model import RouterConfig
 from bot.render.router import render_router_sections
 from bot.router.access import (
@@ -39,7 +41,16 @@ from bot.router.detect import Detection, detect
 from bot.router.modem_status import ModemStatus, read_modem_status
 from bot.router.packages import FeedConfig, InstallResult, install_packages
 from bot.router.pool import ConnectionPool
-from bot.router.push import PushPlan, Route, Steps, plan_push, push_config
+from bot.router.push import (
+    AdoptedPush,
+    FindAdoptable,
+    PushPlan,
+    Record,
+    Route,
+    Steps,
+    plan_push,
+    push_config,
+)
 from bot.router.site_config import choose_modem, modem_secrets, router_config
 from bot.services import identity
 from bot.services.droplets import DropletService
@@ -105,6 +116,9 @@ class RouterService:
         self.feeds = feeds or FeedConfig()
         self.hilink_host = hilink_host
         self.pool = ConnectionPool()
+        # The operation runner's lease (bot.leases), to judge a push operation's owner before
+        # the runner does (the plan shown to the user); set it to the runner's when it differs.
+        self.lease_seconds = DEFAULT_LEASE_SECONDS
 
     async def close(self) -> None:
         await self.pool.close()
@@ -162,7 +176,8 @@ class RouterService:
         @asynccontextmanager
         async def opener() -> AsyncIterator[SshConnection]:
             if view.droplet_ip is None:
-                raise NotFound(f"Site {view.name} has no droplet yet; run /setup first.")
+                raise NotFound(f"Site {view.name} has no droplet yet; run "
+                               f"{action('setup', view.name)} first.")
             target = tunnel_target(view.spec, client_key=key, pinned=view.pinned,
                                    timing=self.timing)
             async with self._droplets.session(view.name) as jump, ssh_session(
@@ -287,7 +302,7 @@ class RouterService:
         view = await self._view(name)
         if view.droplet_ip is None:
             raise NotFound(f"Site {name} has no droplet yet; the router needs its address. "
-                           "Run /setup first.")
+                           f"Run {action('setup', name)} first.")
         async with self._sessions.begin() as s:
             site = await _site(s, name)
             (server, _), (_, router_private) = await ensure_site_keys(
@@ -301,18 +316,76 @@ class RouterService:
         )
 
     async def plan_push(self, name: str, via: Via = "auto") -> PushPlan:
-        """The diff to show before asking to confirm; ``no_changes`` when there is none."""
+        """The diff to show before asking to confirm; ``no_changes`` when there is none.
+
+        A push pending on the router that an interrupted push operation of this site recorded
+        is not refused: the plan says it will be confirmed first (:attr:`PushPlan.adopt`).
+        """
         sections = render_router_sections(await self.router_config(name))
         async with self.session(name, via) as conn:
-            return await plan_push(conn, sections)
+            return await plan_push(conn, sections,
+                                   adoptable=self._adoptable(name, current_op=None,
+                                                             before_start=True))
+
+    def _adoptable(self, name: str, *, current_op: int | None, before_start: bool
+                   ) -> FindAdoptable:
+        async def find(push_id: str) -> AdoptedPush | None:
+            return await self._interrupted_push(name, push_id, current_op=current_op,
+                                                before_start=before_start)
+
+        return find
+
+    async def _interrupted_push(self, name: str, push_id: str, *, current_op: int | None,
+                                before_start: bool) -> AdoptedPush | None:
+        """The interrupted push operation of site ``name`` that recorded ``push_id``; None when
+        none did, or when a live operation did (it is still confirming that push itself).
+
+        Inside an operation the runner has already marked every row of the site whose owner
+        is gone as interrupted, so only ``interrupted`` counts. Before one starts (the plan
+        shown to the user), an active row whose owner is dead by the lease rules counts too:
+        the push's start marks it interrupted.
+        """
+        now = utcnow()
+        me = Owner.this_process()
+        async with self._sessions() as s:
+            rows = (await s.execute(
+                select(Operation).join(Site, Site.id == Operation.site_id)
+                .where(Site.name == name, Operation.kind == PUSH_ROUTER_CONFIG,
+                       Operation.state.in_([*ACTIVE_STATES, OpState.INTERRUPTED]))
+                .order_by(Operation.id.desc()).limit(20)
+            )).scalars().all()
+        found: AdoptedPush | None = None
+        for op in rows:
+            params = op.params or {}
+            if op.id == current_op or params.get("push_id") != push_id:
+                continue
+            if op.state in ACTIVE_STATES and not (before_start and owner_is_dead(
+                    host=op.owner_host, pid=op.owner_pid, token=op.owner_token,
+                    heartbeat_at=op.heartbeat_at, now=now, lease=self.lease_seconds, me=me)):
+                log.info("push %s on %s belongs to operation #%s, which is still running",
+                         push_id, name, op.id)
+                return None
+            if found is None:
+                expect = params.get("expect")
+                found = AdoptedPush(push_id, op.id, expect=str(expect) if expect else None)
+        if found is not None:
+            log.info("push %s pending on %s was recorded by interrupted operation #%s",
+                     push_id, name, found.op_id)
+        return found
 
     async def push(
         self, name: str, *, expect: str | None = None, steps: Steps | None = None,
         via: Via = "auto", confirm_via: Literal["tunnel", "lan"] = "tunnel",
+        op_id: int | None = None, record: Record | None = None,
     ) -> str:
         """Apply with automatic rollback, confirmed over the tunnel (the path that must work
         afterwards). ``confirm_via="lan"`` only for a router on the bench whose uplink is not
-        ready: the tunnel is then not proven."""
+        ready: the tunnel is then not proven.
+
+        ``record`` stores the push id (in operation ``op_id``'s row) right before the apply.
+        A push still pending on the router that an interrupted push operation of this site
+        recorded is confirmed first (over ``confirm_via``), then the rest is pushed.
+        """
         view = await self._view(name)
         sections = render_router_sections(await self.router_config(name))
         key = await identity.client_key(self._secrets)
@@ -324,8 +397,10 @@ class RouterService:
             apply_via, confirm, sections, deadline=self.timing.rollback_deadline,
             holdoff=self.timing.holdoff,
             expect=expect, steps=steps, grace=self.timing.confirm_grace,
+            adoptable=self._adoptable(name, current_op=op_id, before_start=False),
+            record=record,
         )
-        if result.outcome == "applied":
+        if result.outcome in ("applied", "adopted"):
             async with self._sessions.begin() as s:
                 site = await _site(s, name)
                 if site.router is not None:
@@ -334,15 +409,21 @@ class RouterService:
 
     async def push_operation(self, ctx: OpContext) -> str:
         """The ``push_router_config`` operation; params: ``expect`` (the fingerprint of the
-        plan the user confirmed), optional ``confirm_via``."""
+        plan the user confirmed), optional ``confirm_via``. It records ``push_id`` in its row
+        right before the apply, so that a later push can confirm that push should this run
+        be killed before it could."""
         if ctx.site is None:
             raise ValidationFailed("Which site?")
         expect = ctx.params.get("expect")
         confirm_via = ctx.params.get("confirm_via", "tunnel")
         if confirm_via not in ("tunnel", "lan"):
             raise ValidationFailed("confirm_via must be 'tunnel' or 'lan'.")
+
+        async def record(push_id: str) -> None:
+            await ctx.remember("push_id", push_id)
+
         return await self.push(ctx.site, expect=str(expect) if expect else None, steps=ctx,
-                               confirm_via=confirm_via)
+                               confirm_via=confirm_via, op_id=ctx.op_id, record=record)
 
     # -- modem status ---------------------------------------------------------------------
     async def modem_status(self, name: str, via: Via = "auto") -> ModemStatus:
