@@ -361,3 +361,27 @@ async def test_a_cut_link_leaves_old_or_new_never_a_mix(
     else:
         assert not network_new and config_sums(router) == before, message
         assert "previous" in message
+
+
+async def test_what_a_push_leaves_on_the_router_is_private(
+    openwrt_router: OpenWrtRouter,
+) -> None:
+    """The batch, the staged copies and the backups hold keys and the SIM PIN: 0600/0700."""
+    router = openwrt_router
+    key, pinned = await first_contact(router)
+    path = lan_path(router, key, pinned)
+    async with path.open() as conn:
+        plan = await plan_push(conn, sections())
+        applied = await apply_push(conn, plan, deadline=30, holdoff=1)
+    assert applied is not None
+    kept = [p for p in (router.root / "etc/camreach").rglob("*") if not p.is_symlink()]
+    assert any(p.name == "network" for p in kept)  # the backup of the old file is there
+    loose = {str(p.relative_to(router.root)): oct(p.stat().st_mode & 0o777) for p in kept
+             if p.stat().st_mode & 0o077 and p.name != "rollback"}
+    assert loose == {}
+    for pkg in applied.changed:
+        assert (router.root / "etc/config" / pkg).stat().st_mode & 0o077 == 0
+    # Scripts leave no predictable scratch directory behind in /tmp either.
+    assert not list((router.root / "tmp").glob("camreach-*"))
+    async with path.open() as conn:
+        assert (await confirm_push(conn, applied.push_id)).outcome == "confirmed"

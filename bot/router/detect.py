@@ -41,8 +41,8 @@ CGNAT_NET = ipaddress.IPv4Network("100.64.0.0/10")
 
 DETECT_SCRIPT = (
     r"""
-T=/tmp/camreach-detect.$$
-rm -rf "$T" && mkdir -p "$T" || exit 1
+umask 077
+T=$(mktemp -d /tmp/camreach-detect.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 """
     + FRAME_SH

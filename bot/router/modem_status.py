@@ -274,8 +274,8 @@ def parse_hilink(signal: str, plmn: str, status: str) -> ModemStatus:
 # --- reading it on the router --------------------------------------------------------------
 
 _QMI_SCRIPT = r"""
-T=/tmp/camreach-modem.$$
-rm -rf "$T" && mkdir -p "$T" || exit 1
+umask 077
+T=$(mktemp -d /tmp/camreach-modem.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 """ + FRAME_SH + r"""
 capture signal uqmi -t 5000 -s -d "$1" --get-signal-info
@@ -283,8 +283,8 @@ capture serving uqmi -t 5000 -s -d "$1" --get-serving-system
 """
 
 _AT_SCRIPT = r"""
-T=/tmp/camreach-modem.$$
-rm -rf "$T" && mkdir -p "$T" || exit 1
+umask 077
+T=$(mktemp -d /tmp/camreach-modem.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 """ + FRAME_SH + r"""
 n=0
@@ -305,8 +305,8 @@ done
 """
 
 _HILINK_SCRIPT = r"""
-T=/tmp/camreach-modem.$$
-rm -rf "$T" && mkdir -p "$T" || exit 1
+umask 077
+T=$(mktemp -d /tmp/camreach-modem.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 """ + FRAME_SH + r"""
 for page in device/signal net/current-plmn monitoring/status; do

@@ -110,8 +110,8 @@ start() {
 
 READ_SCRIPT = (
     r"""
-T=/tmp/camreach-read.$$
-rm -rf "$T" && mkdir -p "$T" || exit 1
+umask 077
+T=$(mktemp -d /tmp/camreach-read.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 C=/etc/camreach
 """
@@ -144,7 +144,8 @@ APPLY_SCRIPT = (
 # RESTART: interfaces to restart after the reload ("wg0,..." or "-"): netifd does not see
 # changes to a wireguard_<iface> peer section on reload, only to the interface itself.
 trap '' HUP PIPE
-umask 022
+# The batch and the staged copies hold private keys, the SIM PIN and the APN password.
+umask 077
 id=$1
 deadline=$2
 holdoff=$3
@@ -176,8 +177,8 @@ for pair in "$@"; do
 	[ -f "/etc/config/$pkg" ] || fail 11 "missing $pkg"
 	[ -z "$(uci changes "$pkg" 2>/dev/null)" ] || fail 14 "uncommitted $pkg"
 	[ "$(md5sum < "/etc/config/$pkg" | cut -d' ' -f1)" = "$want" ] || fail 11 "changed $pkg"
-	cp -p "/etc/config/$pkg" "$S/new/$pkg" && cp -p "/etc/config/$pkg" "$S/backup/$pkg" ||
-		fail 20 "copy-failed $pkg"
+	cp -p "/etc/config/$pkg" "$S/new/$pkg" && cp -p "/etc/config/$pkg" "$S/backup/$pkg" &&
+		chmod 600 "$S/new/$pkg" "$S/backup/$pkg" || fail 20 "copy-failed $pkg"
 	echo "$pkg" >> "$S/packages"
 done
 # uci batch exits 0 even when a line fails; the rendered batch prints nothing on success.
