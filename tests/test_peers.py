@@ -118,7 +118,13 @@ async def test_peer_add_fails_cleanly_when_droplet_unreachable(
     # Freeze the stand-in's sshd (only the processes inside its network namespace).
     pids = subprocess.run(["ip", "netns", "pids", droplet_host.netns], capture_output=True,
                           text=True, check=True).stdout.split()
-    sshd = [int(p) for p in pids if Path(f"/proc/{p}/comm").read_text().strip() == "sshd"]
+    def comm(pid: str) -> str:
+        try:
+            return Path(f"/proc/{pid}/comm").read_text().strip()
+        except FileNotFoundError:  # a short-lived process that ended meanwhile
+            return ""
+
+    sshd = [int(p) for p in pids if comm(p) == "sshd"]
     assert sshd
     for pid in sshd:
         os.kill(pid, signal.SIGSTOP)
