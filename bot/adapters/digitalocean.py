@@ -741,7 +741,12 @@ class DigitalOceanClient:
     # ---------------------------------------------------------------- SSH keys
 
     async def ensure_ssh_key(self, name: str, public_key_openssh: str) -> KeyInfo:
-        """The account's key with this key's fingerprint, registering it only if missing."""
+        """The account's key with this key's fingerprint, registering it only if missing.
+
+        Race-free: when another process registers the same key between our list and our POST,
+        DigitalOcean answers 422 "SSH Key is already in use on your account"; the key is then
+        fetched by its fingerprint (GET /v2/account/keys/{fingerprint}) and returned.
+        """
         public_key = public_key_openssh.strip()
         fingerprint = ssh_fingerprint(public_key)
 
@@ -759,14 +764,21 @@ class DigitalOceanClient:
             key.create()
             return _key_info(lib.last_json("ssh_key"))
 
+        def by_fingerprint(lib: _Library) -> KeyInfo:
+            key = lib.make(digitalocean.SSHKey, fingerprint=fingerprint)
+            key.load()
+            return _key_info(vars(key))
+
         try:
             return await self._call(f"register the SSH key {name!r}", find_or_create)
         except RequestRejected:
-            # "already in use": someone registered it between our list and our POST.
-            found = await self._call("list SSH keys", find)
-            if found is None:
-                raise
-            return found
+            # "already in use": someone registered it between our list and our POST. Any other
+            # 422 (a bad name, say) leaves no key with this fingerprint: the 422 stands.
+            try:
+                return await self._call(f"look up the SSH key {fingerprint}", by_fingerprint)
+            except NotFound:
+                pass
+            raise
 
     # ---------------------------------------------------------------- droplets
 

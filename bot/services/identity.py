@@ -18,12 +18,11 @@ NO_TOKEN = (
 
 
 async def client_key(secrets: SecretStore) -> str:
-    """camreach's ed25519 private key (OpenSSH format), generated and stored on first use."""
-    key = await secrets.get(SSH_KEY_SECRET)
-    if key is None:
-        key = generate_client_key()
-        await secrets.put(SSH_KEY_SECRET, key)
-    return key
+    """camreach's ed25519 private key (OpenSSH format), generated and stored on first use.
+
+    Processes starting at once all end up with the same key (``SecretStore.get_or_create``).
+    """
+    return await secrets.get_or_create(SSH_KEY_SECRET, generate_client_key)
 
 
 def client_public_key(private_key: str) -> str:
