@@ -52,8 +52,8 @@ class Core:
             self.sessions, self.secrets, env_token.get_secret_value() if env_token else None
         )
         self.peers = PeerService(self.sessions, self.secrets, self.droplets)
-        feeds = FeedConfig(base_url=settings.camreach_openwrt_feeds) \
-            if settings.camreach_openwrt_feeds else None
+        feeds = FeedConfig.from_settings(settings.camreach_openwrt_feeds,
+                                         settings.camreach_openwrt_feed_key)
         self.router = RouterService(self.sessions, self.secrets, self.droplets, feeds=feeds)
         self._runner: OperationRunner | None = None
 
@@ -99,6 +99,13 @@ class Core:
                 detail="; ".join(result.changes)[:2000] or None,
             )
         return result
+
+    async def check_droplet_choice(self, spec: SiteSpec) -> None:
+        """Before an apply that will provision stores anything: DigitalOcean must sell the
+        site's droplet (region, size, image) now, unless the site has its droplet already.
+        ValidationFailed names each wrong field (``droplet.size``, ...) and, for a size the
+        region lacks, the regions that offer it."""
+        await self.droplets.check_choice(spec.name, spec.droplet)
 
     async def statuses(self, name: str | None = None) -> list[sites.SiteStatus]:
         return await sites.site_statuses(self.sessions, name)
@@ -254,10 +261,15 @@ class Core:
         await self.apply_site(SiteSpec.model_validate(doc), actor)
 
     # -- the router -----------------------------------------------------------------------
-    async def router_first_contact(self, site: str, actor: Actor) -> FirstContact:
-        result = await self.router.first_contact(site)
+    async def router_first_contact(self, site: str, actor: Actor, *,
+                                   password_login: bool = False) -> FirstContact:
+        """Key installed, then dropbear's password login off (``password_login``: on)."""
+        result = await self.router.first_contact(site, password_login=password_login)
+        details = ["host key pinned"] if result.pinned_now else []
+        if result.password_changed:
+            details.append(f"password login {'on' if result.password_login else 'off'}")
         await self.audit.record(actor, "router.connect", "ok", site=site,
-                                detail="host key pinned" if result.pinned_now else None)
+                                detail=", ".join(details) or None)
         return result
 
     async def router_detect(self, site: str, actor: Actor) -> Detection:

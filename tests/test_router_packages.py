@@ -3,8 +3,10 @@
 Stand-ins, and why: the chroot router has no internet and this machine may have none
 either, so the "official feed" is an aiohttp server on 127.0.0.1 with the layout of
 downloads.openwrt.org (``/releases/23.05-SNAPSHOT/targets/x86/64/packages/``,
-``/releases/23.05-SNAPSHOT/packages/x86_64/<feed>/``), a ``Packages.gz`` index like the
-official one, and tiny ``.ipk`` files built here (gzipped tar of ``debian-binary``,
+``/releases/23.05-SNAPSHOT/packages/x86_64/<feed>/``), served over HTTPS with a CA made for
+the test, a ``Packages.gz`` index like the official one with a ``Packages.sig`` by a usign key
+made for the test (``tests/test_router_feed_signing.py``, which also tests the refusals),
+and tiny ``.ipk`` files built here (gzipped tar of ``debian-binary``,
 ``control.tar.gz`` and ``data.tar.gz``, as OpenWrt's ipkg-build makes them). The router's
 real ``opkg`` installs them from the uploaded files. A full flash is a small tmpfs mounted on
 the router's ``/overlay`` (where a squashfs router keeps its writable flash).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import pytest
 
 from bot.adapters.ssh import ssh_session
 from bot.errors import OperatorError
+from bot.router import usign
 from bot.router.detect import RouterFacts, detect
 from bot.router.packages import (
     FeedConfig,
@@ -33,12 +37,13 @@ from bot.router.packages import (
 )
 from tests.infra.openwrt_router import OpenWrtRouter
 from tests.test_router_detect import remove_packages
-from tests.test_router_support import RELEASE, Feed, first_contact, local_feed, target
+from tests.test_router_feed_signing import SignedFeed, signed_feed
+from tests.test_router_support import RELEASE, first_contact, target
 
 
 @pytest.fixture
-async def feed(tmp_path: Path) -> AsyncIterator[Feed]:
-    async with local_feed(tmp_path / "feed") as served:
+async def feed(tmp_path: Path) -> AsyncIterator[SignedFeed]:
+    async with signed_feed(tmp_path / "feed") as served:
         yield served
 
 
@@ -63,8 +68,8 @@ def test_feed_urls_follow_the_official_layout() -> None:
     assert ("https://downloads.openwrt.org/releases/23.05.3/packages/mipsel_24kc/base"
             in urls)
     snap = feed_urls(RouterFacts(release="SNAPSHOT", target="ath79/generic", arch="mips_24kc"),
-                     FeedConfig(base_url="http://mirror.example/openwrt/"))
-    assert snap[0] == "http://mirror.example/openwrt/snapshots/targets/ath79/generic/packages"
+                     FeedConfig(base_url="https://mirror.example/openwrt/"))
+    assert snap[0] == "https://mirror.example/openwrt/snapshots/targets/ath79/generic/packages"
     branch = feed_urls(RouterFacts(release="23.05-SNAPSHOT", target="x86/64", arch="x86_64"),
                        FeedConfig())
     assert branch[1] == "https://downloads.openwrt.org/releases/23.05-SNAPSHOT/packages/x86_64/base"
@@ -97,7 +102,7 @@ def test_resolve_pulls_in_what_is_missing_and_checks_the_kernel() -> None:
 # --- against the router and the local feed ------------------------------------------------
 
 async def test_offline_install_downloads_uploads_and_installs_with_opkg(
-    openwrt_router: OpenWrtRouter, feed: Feed
+    openwrt_router: OpenWrtRouter, feed: SignedFeed
 ) -> None:
     router = openwrt_router
     kernel = kernel_version(router)
@@ -114,7 +119,7 @@ async def test_offline_install_downloads_uploads_and_installs_with_opkg(
     async with ssh_session(target(router, key, pinned)) as conn:
         result = await install_packages(
             conn, facts, ["kmod-usb-net-cdc-ether", "crtest-tool", "uqmi"],
-            FeedConfig(base_url=feed.base_url), online=None)
+            feed.config(), online=None)
 
     # The router has no internet, so `opkg update` failed and camreach went offline.
     assert result.method == "offline"
@@ -130,7 +135,7 @@ async def test_offline_install_downloads_uploads_and_installs_with_opkg(
 
 
 async def test_a_full_flash_is_refused_before_anything_is_uploaded(
-    openwrt_router: OpenWrtRouter, feed: Feed
+    openwrt_router: OpenWrtRouter, feed: SignedFeed
 ) -> None:
     router = openwrt_router
     # The router's writable flash: 64 KiB, nearly full (what a TL-MR3020 v3 looks like).
@@ -145,7 +150,7 @@ async def test_a_full_flash_is_refused_before_anything_is_uploaded(
     async with ssh_session(target(router, key, pinned)) as conn:
         with pytest.raises(NotEnoughFlash, match="Nothing was uploaded") as refused:
             await install_packages(conn, facts, ["crtest-big"],
-                                   FeedConfig(base_url=feed.base_url), online=False)
+                                   feed.config(), online=False)
     assert "about 586 KiB of flash" in refused.value.user_message
     assert not any(p.endswith(".ipk") for p in feed.requests)  # not even downloaded
     assert not (router.root / "tmp/camreach-pkgs").exists()
@@ -153,7 +158,7 @@ async def test_a_full_flash_is_refused_before_anything_is_uploaded(
 
 
 async def test_a_tampered_package_is_not_installed(
-    openwrt_router: OpenWrtRouter, feed: Feed
+    openwrt_router: OpenWrtRouter, feed: SignedFeed
 ) -> None:
     router = openwrt_router
     base = f"{RELEASE}/packages/x86_64/base"
@@ -165,26 +170,30 @@ async def test_a_tampered_package_is_not_installed(
     async with ssh_session(target(router, key, pinned)) as conn:
         with pytest.raises(Exception, match="does not match the feed's checksum"):
             await install_packages(conn, facts, ["crtest-lib"],
-                                   FeedConfig(base_url=feed.base_url), online=False)
+                                   feed.config(), online=False)
     assert "crtest-lib" not in router.run("opkg list-installed").stdout
 
 
 async def test_nothing_missing_means_nothing_fetched(
-    openwrt_router: OpenWrtRouter, feed: Feed
+    openwrt_router: OpenWrtRouter, feed: SignedFeed
 ) -> None:
     key, pinned = await first_contact(openwrt_router)
     facts = await facts_of(openwrt_router, key, pinned)
     async with ssh_session(target(openwrt_router, key, pinned)) as conn:
         result = await install_packages(conn, facts, ["uqmi", "comgt-ncm"],
-                                        FeedConfig(base_url=feed.base_url))
+                                        feed.config())
     assert result.method == "nothing" and "Nothing to install" in result.message
     assert feed.requests == []
 
 
-async def test_httpx_is_the_client(feed: Feed) -> None:
-    # The feed serves what the index promises (sanity check of the stand-in itself).
+async def test_httpx_is_the_client(feed: SignedFeed) -> None:
+    # The feed serves what the index promises, signed (sanity check of the stand-in itself).
     feed.add(f"{RELEASE}/packages/x86_64/base", "crtest-lib", "libc")
-    async with httpx.AsyncClient() as client:
-        resp = await client.get(f"{feed.base_url}/{RELEASE}/packages/x86_64/base/Packages.gz")
-    entries = parse_index(gzip.decompress(resp.content).decode(), "x")
+    base = f"{feed.base_url}/{RELEASE}/packages/x86_64/base"
+    async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=feed.ca_file)) as c:
+        resp, sig = await c.get(f"{base}/Packages.gz"), await c.get(f"{base}/Packages.sig")
+    index = gzip.decompress(resp.content)
+    entries = parse_index(index.decode(), "x")
     assert entries["crtest-lib"].sha256 and entries["crtest-lib"].installed_size == 2048
+    key = usign.parse_public_key(feed.key_file.read_text())
+    assert usign.verify(index, usign.parse_signature(sig.content), [key]) is key

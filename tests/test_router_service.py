@@ -17,15 +17,16 @@ from bot.core import Core
 from bot.db.models import Modem, Router, Site
 from bot.errors import AuthRejected, ConfigError, HostKeyMismatch, NotFound
 from bot.router.access import RouterTiming
-from bot.router.packages import FeedConfig
 from bot.router.service import RouterService
 from bot.services import identity
 from bot.services.audit import Actor
 from bot.site import parse_site
 from tests.infra.openwrt_router import OpenWrtRouter
 from tests.test_router_detect import plant_e3372h_stick, remove_packages
+from tests.test_router_feed_signing import SignedFeed as Feed
+from tests.test_router_feed_signing import signed_feed as local_feed
 from tests.test_router_packages import kernel_version
-from tests.test_router_support import RELEASE, Feed, local_feed
+from tests.test_router_support import RELEASE
 
 PW_ENV = "CAMREACH_TEST_ROUTER_PASSWORD"
 
@@ -162,7 +163,7 @@ async def test_missing_packages_are_installed_offline_and_detection_refreshed(
              f"kernel (= {kernel_version(router)}), kmod-usb-net", version="5.15.137-1")
     await add_site(core, router)
     service = service_for(core, {PW_ENV: router.root_password},
-                          feeds=FeedConfig(base_url=feed.base_url))
+                          feeds=feed.config())
     await service.first_contact("farm")
     assert (await service.detect("farm")).missing_packages == ("kmod-usb-net-cdc-ether",)
 

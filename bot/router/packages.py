@@ -10,25 +10,36 @@ the local files with ``opkg``.
 Feeds follow downloads.openwrt.org's layout (``/releases/<release>/targets/<target>/packages``
 for the core packages and kernel modules, ``/releases/<release>/packages/<arch>/<feed>`` for
 the rest; ``SNAPSHOT`` lives under ``/snapshots``). ``FeedConfig.base_url`` points elsewhere
-(a mirror, or the tests' local feed). Each file is checked against the index's SHA256.
+(a mirror, or the tests' local feed) and must be ``https://``.
+
+Each feed's index is trusted only if its ``Packages.sig`` (usign, :mod:`bot.router.usign`)
+verifies against the key camreach has for the router's release (shipped in
+``bot/data/openwrt-feed-keys``; a mirror that signs its own index names its key in
+``FeedConfig.key``, CAMREACH_OPENWRT_FEED_KEY). Every package must have a SHA256 in the
+index, and each downloaded file must match it. Unzipping, checking and parsing the index, and
+hashing the files, run in worker threads, off the event loop.
 """
 
 from __future__ import annotations
 
-import gzip
+import asyncio
 import hashlib
 import io
 import logging
 import re
 import shlex
+import ssl
 import tarfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
 from bot.adapters.ssh import SshConnection
-from bot.errors import OperatorError, RemoteFailed, Unreachable, ValidationFailed
+from bot.errors import ConfigError, OperatorError, RemoteFailed, Unreachable, ValidationFailed
+from bot.router import usign
 from bot.router.detect import RouterFacts
 
 __all__ = [
@@ -44,6 +55,7 @@ __all__ = [
     "install_packages",
     "parse_index",
     "resolve",
+    "trusted_keys",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +64,11 @@ OFFICIAL_FEEDS = "https://downloads.openwrt.org"
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._+-]*")
 _FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]*\.ipk")
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9._-]+")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# An index bigger than this once unzipped is refused (the largest official one is a few MB).
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+KEY_SETTING = "CAMREACH_OPENWRT_FEED_KEY"
+KEYRING_URL = "https://git.openwrt.org/?p=keyring.git;a=tree;f=usign"
 # Room left on the flash after installing: opkg needs some for its status files, and a
 # router with a full overlay misbehaves (logs, uci commits).
 FLASH_RESERVE_KB = 128
@@ -68,6 +85,28 @@ class FeedConfig:
     # The feeds modem packages come from (LuCI's feed is large and never needed here).
     feeds: tuple[str, ...] = ("base", "packages", "routing", "telephony")
     timeout: float = 60.0
+    # The usign public key (its file's path, or its text) the indexes must be signed with;
+    # None: the OpenWrt key camreach ships for the router's release.
+    key: str | None = None
+    # A PEM bundle of the CAs to trust for the feed's HTTPS instead of the default ones (a
+    # mirror with a private CA; the tests' feed). Never turns certificate checks off.
+    ca_file: str | None = None
+
+    @classmethod
+    def from_settings(cls, base_url: str | None, key: str | None) -> FeedConfig:
+        """From CAMREACH_OPENWRT_FEEDS and CAMREACH_OPENWRT_FEED_KEY (either may be unset)."""
+        return cls(base_url=(base_url or "").strip() or OFFICIAL_FEEDS,
+                   key=(key or "").strip() or None)
+
+    def check_https(self) -> None:
+        """Refuse a mirror that is not ``https://`` (nothing is downloaded over plain HTTP)."""
+        parts = urlsplit(self.base_url.strip())
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise ConfigError(
+                f"The OpenWrt package mirror {self.base_url!r} is not an https:// URL. "
+                "camreach downloads packages only over HTTPS: set CAMREACH_OPENWRT_FEEDS to "
+                "the mirror's https:// address (or leave it unset for downloads.openwrt.org)."
+            )
 
 
 @dataclass(frozen=True)
@@ -150,29 +189,136 @@ def parse_index(text: str, feed_url: str) -> dict[str, FeedPackage]:
     return out
 
 
-async def fetch_index(client: httpx.AsyncClient, urls: Sequence[str]) -> dict[str, FeedPackage]:
-    """All feeds' indexes merged (earlier feeds win); a feed that is absent is skipped."""
+def trusted_keys(cfg: FeedConfig, release: str) -> tuple[usign.UsignKey, ...]:
+    """The keys the feeds' ``Packages.sig`` must verify against (reads files: call in a thread).
+
+    ``cfg.key`` if set (a mirror that signs its own index); else the OpenWrt keys camreach
+    ships for ``release`` (a plain mirror serves OpenWrt's own signatures). No key: refused,
+    never unchecked.
+    """
+    if cfg.key:
+        try:
+            return (usign.read_key(cfg.key),)
+        except usign.UsignError as exc:
+            raise ConfigError(
+                f"The feed key ({KEY_SETTING}) is not a usable usign public key: {exc}. "
+                "Give the path of the key file (two lines: 'untrusted comment: ...' and the "
+                "base64 key) or the key's base64 line."
+            ) from exc
+    keys = usign.shipped_keys(release)
+    if not keys:
+        raise OperatorError(
+            f"camreach has no OpenWrt signing key for release {release}, so it cannot check "
+            "the package feed's signature and will not install from it. Set "
+            f"{KEY_SETTING} to the usign public key that signs that release's feeds "
+            f"(OpenWrt's keys: {KEYRING_URL}), or connect the router to the internet "
+            "(by LAN cable) so that it installs the packages itself."
+        )
+    return keys
+
+
+def _gunzip(data: bytes, url: str) -> bytes:
+    unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = unzip.decompress(data, MAX_INDEX_BYTES)
+    except zlib.error as exc:
+        raise RemoteFailed(f"The package index of {url} is not valid gzip.") from exc
+    if unzip.unconsumed_tail or (len(out) >= MAX_INDEX_BYTES and not unzip.eof):
+        raise RemoteFailed(
+            f"The package index of {url} unzips to more than {MAX_INDEX_BYTES >> 20} MiB; "
+            "refused."
+        )
+    if not unzip.eof:
+        raise RemoteFailed(f"The package index of {url} is cut short (incomplete gzip).")
+    return out
+
+
+def _read_index(
+    name: str, data: bytes, signature: bytes, keys: Sequence[usign.UsignKey], url: str
+) -> dict[str, FeedPackage]:
+    """Unzip, check the signature over the uncompressed ``Packages``, parse (in a thread)."""
+    index = _gunzip(data, url) if name.endswith(".gz") else data
+    try:
+        usign.verify(index, usign.parse_signature(signature), keys)
+    except usign.UsignError as exc:
+        raise OperatorError(
+            f"The package index of {url} failed its signature check (Packages.sig): {exc}. "
+            "Nothing was installed. If this mirror signs its own index, set "
+            f"{KEY_SETTING} to its public key."
+        ) from exc
+    return parse_index(index.decode("utf-8", errors="replace"), url)
+
+
+def _plain_http(url: httpx.URL | str) -> ConfigError:
+    return ConfigError(
+        f"camreach downloads packages only over HTTPS and refused {url} (a mirror given as, "
+        "or redirecting to, plain http://)."
+    )
+
+
+async def _https_only(request: httpx.Request) -> None:
+    """An httpx request hook: nothing leaves over plain HTTP, redirects included."""
+    if request.url.scheme != "https":
+        raise _plain_http(request.url)
+
+
+async def _get(client: httpx.AsyncClient, url: str, what: str) -> httpx.Response:
+    if urlsplit(url).scheme != "https":
+        raise _plain_http(url)
+    try:
+        resp = await client.get(url)
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"Cannot download {what}: {exc}.") from exc
+    if resp.url.scheme != "https" or any(r.url.scheme != "https" for r in resp.history):
+        raise _plain_http(resp.url)
+    return resp
+
+
+async def _client(cfg: FeedConfig) -> httpx.AsyncClient:
+    verify: ssl.SSLContext | bool = True
+    if cfg.ca_file:
+        try:
+            verify = await asyncio.to_thread(ssl.create_default_context, cafile=cfg.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"Cannot load the feed's CA bundle {cfg.ca_file}: {exc}."
+            ) from exc
+    return httpx.AsyncClient(timeout=cfg.timeout, follow_redirects=True, verify=verify,
+                             event_hooks={"request": [_https_only]})
+
+
+async def fetch_index(
+    client: httpx.AsyncClient, urls: Sequence[str], keys: Sequence[usign.UsignKey]
+) -> dict[str, FeedPackage]:
+    """All feeds' signed indexes merged (earlier feeds win); a feed that is absent is skipped.
+
+    A feed that has an index but no ``Packages.sig``, or whose signature is not by one of
+    ``keys`` over exactly its ``Packages``, is refused (and with it the whole install).
+    """
     merged: dict[str, FeedPackage] = {}
     reached = 0
     for url in urls:
-        text = None
+        found: tuple[str, bytes] | None = None
         for name in ("Packages.gz", "Packages"):
-            try:
-                resp = await client.get(f"{url}/{name}")
-            except httpx.HTTPError as exc:
-                raise Unreachable(
-                    f"Cannot download the OpenWrt package index from {url}: {exc}."
-                ) from exc
+            resp = await _get(client, f"{url}/{name}", f"the OpenWrt package index from {url}")
             if resp.status_code == 200:
-                data = resp.content
-                text = (gzip.decompress(data) if name.endswith(".gz") else data).decode(
-                    "utf-8", errors="replace")
+                found = (name, resp.content)
                 break
-        if text is None:
+        if found is None:
             log.info("feed %s has no index; skipped", url)
             continue
+        sig = await _get(client, f"{url}/Packages.sig", f"the index signature from {url}")
+        if sig.status_code in (404, 410):
+            raise OperatorError(
+                f"The package feed {url} has no signature (Packages.sig), so camreach "
+                "cannot tell whether its index is genuine; it installs only from signed "
+                "feeds. Nothing was installed."
+            )
+        if sig.status_code != 200:
+            raise RemoteFailed(f"The feed answered {sig.status_code} for {url}/Packages.sig.")
+        entries = await asyncio.to_thread(_read_index, *found, sig.content, keys, url)
         reached += 1
-        for pkg, entry in parse_index(text, url).items():
+        for pkg, entry in entries.items():
             merged.setdefault(pkg, entry)
     if not reached:
         raise Unreachable(f"None of the OpenWrt package feeds answered ({urls[0]} ...).")
@@ -246,15 +392,26 @@ def _check_space(packages: Sequence[FeedPackage], facts: RouterFacts) -> None:
         )
 
 
+def _check_checksums(packages: Sequence[FeedPackage]) -> None:
+    for pkg in packages:
+        if not _SHA256_RE.fullmatch(pkg.sha256):
+            raise OperatorError(
+                f"The feed's index lists {pkg.name} with "
+                + ("an empty SHA256sum" if not pkg.sha256 else "a malformed SHA256sum")
+                + ", so camreach cannot check its download. Nothing was installed."
+            )
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 async def _download(client: httpx.AsyncClient, pkg: FeedPackage) -> bytes:
-    try:
-        resp = await client.get(pkg.url)
-    except httpx.HTTPError as exc:
-        raise Unreachable(f"Cannot download {pkg.name} from {pkg.feed_url}: {exc}.") from exc
+    resp = await _get(client, pkg.url, f"{pkg.name} from {pkg.feed_url}")
     if resp.status_code != 200:
         raise RemoteFailed(f"The feed answered {resp.status_code} for {pkg.name}.")
     data = resp.content
-    if pkg.sha256 and hashlib.sha256(data).hexdigest() != pkg.sha256:
+    if await asyncio.to_thread(_sha256_hex, data) != pkg.sha256:
         raise RemoteFailed(
             f"{pkg.name} from {pkg.feed_url} does not match the feed's checksum; not installed."
         )
@@ -294,13 +451,17 @@ async def install_offline(
             f"{facts.package_manager or 'no package manager'}. Connect it to the internet "
             "(e.g. by LAN cable) and detect again."
         )
+    cfg.check_https()
+    urls = feed_urls(facts, cfg)
+    keys = await asyncio.to_thread(trusted_keys, cfg, facts.release)
     own = client is None
-    http = client or httpx.AsyncClient(timeout=cfg.timeout, follow_redirects=True)
+    http = client or await _client(cfg)
     try:
-        index = await fetch_index(http, feed_urls(facts, cfg))
+        index = await fetch_index(http, urls, keys)
         packages = resolve(names, facts.packages, index)
         if not packages:
             return []
+        _check_checksums(packages)
         _check_space(packages, facts)
         files: dict[str, bytes] = {}
         for pkg in packages:
@@ -311,7 +472,8 @@ async def install_offline(
     finally:
         if own:
             await http.aclose()
-    res = await conn.run("sh -c " + shlex.quote(_UPLOAD_INSTALL), input=_bundle(files),
+    bundle = await asyncio.to_thread(_bundle, files)
+    res = await conn.run("sh -c " + shlex.quote(_UPLOAD_INSTALL), input=bundle,
                          check=False, timeout=max(conn.target.command_timeout, 300))
     if not res.ok:
         raise RemoteFailed(
