@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from bot.db.models import OpState
 from bot.errors import NotFound, ValidationFailed
 from bot.render.wg_conf import parse_server_peers
 from bot.services.audit import Actor
+from bot.settings import Settings
 from bot.wgkeys import public_key
 from tests.cloudsim import cloud_init
 from tests.fakes.digitalocean_api import FakeDigitalOcean
@@ -136,3 +138,63 @@ async def test_peer_add_fails_cleanly_when_droplet_unreachable(
             os.kill(pid, signal.SIGCONT)
     assert {r.name for r in await ready.list_peers("farm")} == before
     assert (droplet_host.wg_dir / "wg0.conf").read_text() == conf_before
+
+
+async def test_a_phone_added_by_hand_keeps_its_address(ready: Core,
+                                                       droplet_host: DropletHost) -> None:
+    """A peer live on the server that the database does not know is someone's phone."""
+    _, stranger_pub = wg_keypair()
+    droplet_host.run(f"wg set wg0 peer {stranger_pub} allowed-ips 10.8.0.3/32")
+    conf = droplet_host.wg_dir / "wg0.conf"
+    anna = await ready.add_peer("farm", "anna-phone", ME)
+    assert anna.address != "10.8.0.3"
+    live = dump_peers(droplet_host)
+    assert live[stranger_pub] == "10.8.0.3/32"  # the working phone still has its address
+    assert live[public_key(conf_value(anna.config, "PrivateKey"))] == f"{anna.address}/32"
+    assert anna.address in conf.read_text()
+
+
+async def test_two_adds_at_once_get_two_addresses(ready: Core, do_settings: Settings,  # noqa: F811
+                                                  droplet_host: DropletHost) -> None:
+    other = await Core.open(do_settings, migrate=False)  # another process's core: own engine
+    try:
+        a, b = await asyncio.gather(ready.add_peer("farm", "anna", ME),
+                                    other.add_peer("farm", "ben", ME))
+    finally:
+        await other.close()
+    assert a.address != b.address
+    live = dump_peers(droplet_host)
+    conf = droplet_host.wg_dir / "wg0.conf"
+    for peer in (a, b):
+        assert live[public_key(conf_value(peer.config, "PrivateKey"))] == f"{peer.address}/32"
+        assert f"{peer.address}/32" in conf.read_text()
+
+
+async def test_no_private_key_of_a_phone_is_kept(ready: Core) -> None:
+    from sqlalchemy import func, select
+
+    from bot.db.models import Secret, VpnPeer
+
+    async with ready.sessions() as s:
+        before = (await s.execute(select(func.count()).select_from(Secret))).scalar_one()
+    anna = await ready.add_peer("farm", "anna", ME)
+    async with ready.sessions() as s:
+        after = (await s.execute(select(func.count()).select_from(Secret))).scalar_one()
+        row = (await s.execute(select(VpnPeer).where(VpnPeer.name == "anna"))).scalar_one()
+    assert after == before and row.private_key_secret is None
+    assert row.public_key == public_key(conf_value(anna.config, "PrivateKey"))
+    with pytest.raises(ValidationFailed, match="keeps no copy"):
+        await ready.add_peer("farm", "anna", ME)  # a lost config is made anew, not re-sent
+
+
+async def test_an_invalid_config_changes_nothing_live(ready: Core,
+                                                      droplet_host: DropletHost) -> None:
+    conf = droplet_host.wg_dir / "wg0.conf"
+    # Something wg-quick refuses, left in the file by hand (it would break the next reboot).
+    conf.write_text(conf.read_text().replace("[Interface]", "[Interface]\nBogus = 1", 1))
+    broken = conf.read_text()
+    live_before = dump_peers(droplet_host)
+    with pytest.raises(ValidationFailed, match="'Bogus' is not a WireGuard setting"):
+        await ready.add_peer("farm", "anna", ME)
+    assert dump_peers(droplet_host) == live_before and conf.read_text() == broken
+    assert "anna" not in {p.name for p in await ready.list_peers("farm")}

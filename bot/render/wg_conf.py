@@ -18,6 +18,8 @@ everything else (hand edits included) as it was.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -28,6 +30,7 @@ from bot.render.model import ClientConfig, ServerConfig, WgPeer, check_peers
 
 __all__ = [
     "add_peer",
+    "check_server_conf",
     "client_conf",
     "device_peer",
     "next_free_address",
@@ -222,3 +225,53 @@ def next_free_address(
         if host not in taken and not any(host in n for n in nets):
             return host
     raise ValidationFailed(f"The VPN subnet {subnet} is full; remove a device first.")
+
+
+# What wg(8) and wg-quick(8) accept in each section; anything else fails at the next boot.
+_KEYS = {
+    "interface": {"privatekey", "listenport", "fwmark", "address", "dns", "mtu", "table",
+                  "preup", "postup", "predown", "postdown", "saveconfig"},
+    "peer": {"publickey", "presharedkey", "allowedips", "endpoint", "persistentkeepalive"},
+}
+_KEY_FIELDS = {"privatekey", "publickey", "presharedkey"}
+
+
+def _is_wg_key(value: str) -> bool:
+    try:
+        return len(base64.b64decode(value, validate=True)) == 32 and len(value) == 44
+    except (ValueError, binascii.Error):
+        return False
+
+
+def check_server_conf(conf_text: str) -> None:
+    """Refuse a wg0.conf that wg-quick would refuse (unknown or malformed lines, bad keys or
+    networks, overlapping peers): validated whole, before anything is changed."""
+    section: str | None = None
+    interfaces = 0
+    for number, raw in enumerate(conf_text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        header = _HEADER_RE.fullmatch(line)
+        if header is not None:
+            section = header.group(1).lower()
+            if section not in _KEYS:
+                raise ValidationFailed(f"wg0.conf line {number}: unknown section [{header[1]}]")
+            interfaces += section == "interface"
+            continue
+        key, sep, value = (part.strip() for part in line.partition("="))
+        if section is None or not sep or key.lower() not in _KEYS[section]:
+            raise ValidationFailed(f"wg0.conf line {number}: {key!r} is not a WireGuard "
+                                   f"setting{'' if section else ' (outside any section)'}")
+        if key.lower() in _KEY_FIELDS and not _is_wg_key(value):
+            raise ValidationFailed(f"wg0.conf line {number}: {key} is not a WireGuard key")
+        if key.lower() in ("allowedips", "address"):
+            for part in filter(None, (p.strip() for p in value.split(","))):
+                try:
+                    ipaddress.ip_network(part, strict=key.lower() == "allowedips")
+                except ValueError:
+                    raise ValidationFailed(
+                        f"wg0.conf line {number}: {part!r} is not a network") from None
+    if interfaces != 1:
+        raise ValidationFailed("wg0.conf must have exactly one [Interface] section")
+    check_peers(parse_server_peers(conf_text))

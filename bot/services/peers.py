@@ -9,13 +9,16 @@ reported and left alone: they may be someone's working phone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv4Network
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -28,15 +31,18 @@ from bot.render.model import ClientConfig
 from bot.render.qr import qr_png
 from bot.render.wg_conf import (
     add_peer,
+    check_server_conf,
     client_conf,
     device_peer,
     next_free_address,
+    parse_server_peers,
     remove_peer,
 )
 from bot.services.droplets import DropletService
 from bot.services.secrets import SecretStore
-from bot.services.vpn_keys import ensure_peer, key_secret_name
+from bot.services.vpn_keys import key_secret_name
 from bot.site import SiteSpec, valid_name
+from bot.wgkeys import generate_private_key, public_key
 
 WG_CONF = "/etc/wireguard/wg0.conf"
 
@@ -102,6 +108,12 @@ class PeerService:
         return self._secrets.box
 
     async def add(self, site_name: str, name: str, *, dns: str | None = None) -> NewPeer:
+        """A new phone or laptop: its own key pair, an address no peer uses (in the database
+        or live on the server), the server changed live and in ``wg0.conf`` in one step.
+
+        The private key exists only in the returned config: camreach keeps no copy, so a lost
+        config is replaced by a new key pair (remove the peer, add it again), never re-sent.
+        """
         if not valid_name(name) or name in ("server", "router"):
             raise ValidationFailed(
                 f"{name!r} cannot name a peer: use letters, digits and '-' (e.g. anna-phone)."
@@ -114,25 +126,49 @@ class PeerService:
         async with self._sessions() as s:
             site, spec = await _site(s, site_name)
             if any(p.name == name for p in site.peers):
-                raise ValidationFailed(f"{site_name} already has a peer named {name!r}.")
+                raise ValidationFailed(
+                    f"{site_name} already has a peer named {name!r}. camreach keeps no copy of "
+                    f"its private key: {action('peer remove', name, site_name)} and add it "
+                    "again for a new config (the old one stops working).")
             server = next((p for p in site.peers if p.kind is PeerKind.SERVER), None)
             if server is None or site.droplet is None or not site.droplet.public_ipv4:
                 raise NotFound(f"Site {site_name} has no VPN server yet. Run "
                                f"{action('setup', site_name)} first.")
-            used = {p.tunnel_address for p in site.peers}
-            used |= {str(spec.vpn.server_address), str(spec.vpn.router_address)}
-            address = next_free_address(
-                [], spec.vpn.subnet, reserved={ipaddress.IPv4Address(a) for a in used})
-            endpoint = site.droplet.public_ipv4
-            server_public = server.public_key
-            # Generate the key inside a transaction we roll back unless the droplet takes it.
-            peer, private = await ensure_peer(s, self._box, site, name, PeerKind.PHONE, address)
-            public = peer.public_key
-            async with self._droplets.session(site_name) as conn:
-                await _wg_set(conn, f"peer {shlex.quote(public)} allowed-ips {address}/32")
-                await _rewrite_conf(
-                    conn, lambda text: add_peer(text, device_peer(name, public, address)))
-            await s.commit()
+            site_id, endpoint, server_public = site.id, site.droplet.public_ipv4, server.public_key
+        private = generate_private_key()
+        public = public_key(private)
+        reserved = {spec.vpn.server_address, spec.vpn.router_address}
+        async with self._droplets.session(site_name) as conn:
+            for _ in range(ADD_ATTEMPTS):
+                conf = await conn.read_file(WG_CONF)
+                if conf is None:
+                    raise RemoteFailed(f"{WG_CONF} is missing on the droplet; provision it again.")
+                live = parse_wg_dump((await conn.run("wg show wg0 dump")).stdout)
+                address = await self._reserve(site_id, name, public, spec.vpn.subnet,
+                                              reserved, _live_addresses(live, conf))
+                try:
+                    new_conf = add_peer(conf, device_peer(name, public, address))
+                    check_server_conf(new_conf)
+                except ValidationFailed as exc:
+                    await self._release(site_id, name)
+                    raise ValidationFailed(
+                        f"The droplet's {WG_CONF} would not be valid with the new peer, so "
+                        f"nothing was changed: {exc.user_message}") from exc
+                try:
+                    outcome = await _apply_peer(conn, public, address, conf, new_conf)
+                except BaseException:
+                    # No answer: the server may or may not have it. Its address stays out of
+                    # reach anyway (live peers are never given away), and the row goes.
+                    await self._release(site_id, name)
+                    raise
+                if outcome == "ok":
+                    break
+                await self._release(site_id, name)  # the server said no: nothing stays
+                if outcome != "changed":  # "changed": another add won the race; again
+                    raise RemoteFailed(f"The droplet refused the new peer ({outcome}); nothing "
+                                       "was changed.")
+            else:
+                raise RemoteFailed("The droplet's WireGuard config kept changing; try again.")
 
         config = client_conf(ClientConfig(
             private_key=private,
@@ -146,6 +182,37 @@ class PeerService:
         ))
         # Pillow's PNG encoder is CPU work: keep it off the event loop.
         return NewPeer(name, str(address), config, await asyncio.to_thread(qr_png, config))
+
+    async def _reserve(self, site_id: int, name: str, public: str, subnet: IPv4Network,
+                       reserved: set[IPv4Address], live: set[IPv4Address]) -> IPv4Address:
+        """Claim the lowest free address with a database row: the unique index on (site,
+        address) makes two adds at once (the bot and a CLI) end with two addresses."""
+        taken = set(reserved) | live
+        while True:
+            async with self._sessions() as s:
+                rows = (await s.execute(select(VpnPeer.tunnel_address)
+                                        .where(VpnPeer.site_id == site_id))).scalars().all()
+            taken |= {ipaddress.IPv4Address(a) for a in rows}
+            address = next_free_address([], subnet, reserved=taken)
+            try:
+                async with self._sessions.begin() as s:
+                    s.add(VpnPeer(site_id=site_id, name=name, kind=PeerKind.PHONE,
+                                  tunnel_address=str(address), public_key=public,
+                                  private_key_secret=None))
+            except IntegrityError:
+                async with self._sessions() as s:
+                    same_name = (await s.execute(select(VpnPeer.id).where(
+                        VpnPeer.site_id == site_id, VpnPeer.name == name))).first()
+                if same_name is not None:
+                    raise ValidationFailed(f"A peer named {name!r} was just added.") from None
+                taken.add(address)  # someone else took it meanwhile: the next one
+                continue
+            return address
+
+    async def _release(self, site_id: int, name: str) -> None:
+        async with self._sessions.begin() as s:
+            await s.execute(delete(VpnPeer).where(VpnPeer.site_id == site_id,
+                                                  VpnPeer.name == name))
 
     async def list(self, site_name: str) -> list[PeerStatus]:
         async with self._sessions() as s:
@@ -183,6 +250,51 @@ class PeerService:
         async with self._sessions.begin() as s:
             await s.execute(delete(VpnPeer).where(VpnPeer.id == peer_id))
             await s.execute(delete(Secret).where(Secret.name == key_secret_name(site_name, name)))
+
+
+ADD_ATTEMPTS = 5
+
+# One round trip: check wg0.conf is what the new one was made from, validate the new one with
+# wg-quick itself, then change the live interface and persist; undo the live change if the
+# file cannot be replaced, so both or neither change.
+_APPLY_PEER = r"""
+umask 077
+key=$1; addr=$2; want=$3
+C=/etc/wireguard/wg0.conf
+[ "$(md5sum < "$C" | cut -d' ' -f1)" = "$want" ] || { echo changed; exit 0; }
+d=$(mktemp -d /etc/wireguard/.camreach.XXXXXX) || { echo no-temp; exit 0; }
+trap 'rm -rf "$d"' EXIT
+cat > "$d/wg0.conf"
+wg-quick strip "$d/wg0.conf" > /dev/null 2>&1 || { echo invalid-config; exit 0; }
+if wg show wg0 allowed-ips | grep -v "^$key" | tr ' 	' '
+
+' | grep -qx "$addr/32"; then
+	echo address-taken; exit 0
+fi
+wg set wg0 peer "$key" allowed-ips "$addr/32" || { echo live-change-failed; exit 0; }
+if ! mv "$d/wg0.conf" "$C"; then
+	wg set wg0 peer "$key" remove
+	echo persist-failed; exit 0
+fi
+echo ok
+"""
+
+
+async def _apply_peer(conn: SshConnection, public: str, address: IPv4Address, old: str,
+                      new_conf: str) -> str:
+    command = " ".join(["sh", "-c", shlex.quote(_APPLY_PEER), "camreach-add-peer",
+                        shlex.quote(public), shlex.quote(str(address)),
+                        hashlib.md5(old.encode(), usedforsecurity=False).hexdigest()])
+    res = await conn.run(command, input=new_conf.encode())
+    return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else "no-answer"
+
+
+def _live_addresses(live: list[DumpPeer], conf: str) -> set[IPv4Address]:
+    """Addresses of the server's peers as it runs them and as wg0.conf lists them (a phone
+    added by hand is someone's working phone: its address is never given away)."""
+    found = {ipaddress.IPv4Network(a, strict=False) for d in live for a in d.allowed_ips}
+    found |= {n for p in parse_server_peers(conf) for n in p.allowed_ips}
+    return {n.network_address for n in found if n.prefixlen == 32}
 
 
 async def _wg_set(conn: SshConnection, args: str) -> None:
