@@ -49,8 +49,10 @@ class SilentPort:
 async def hung_router_core(settings: Settings) -> AsyncIterator[tuple[Core, SilentPort]]:
     async with SilentPort() as silent:
         core = await Core.open(settings)
+        # The router is a silent port on 127.0.0.1 (a loopback router.host is allowed: an SSH
+        # port forward), its LAN a private range.
         doc = {"name": "farm", "router": {"host": "127.0.0.1", "port": silent.port,
-                                          "lan_subnet": "127.0.0.0/8",
+                                          "lan_subnet": "192.168.1.0/24",
                                           "password_env": "ROUTER_PASSWORD"}}
         await core.apply_site(parse_site(doc), Actor.cli())
         try:

@@ -13,25 +13,40 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from bot.actions import action
-from bot.adapters.digitalocean import DigitalOceanClient, DropletInfo
+from bot.adapters.digitalocean import (
+    DigitalOceanClient,
+    DropletInfo,
+    ImageInfo,
+    RegionInfo,
+    SizeInfo,
+    _image_info,
+)
 from bot.adapters.ssh import SshConnection, SshTarget, ssh_session
 from bot.crypto import SecretBox
 from bot.db.models import Droplet, PeerKind, Site, VpnPeer
-from bot.errors import AuthRejected, NotFound, OperatorError, Unreachable
+from bot.errors import (
+    AuthRejected,
+    CamreachError,
+    NotFound,
+    OperatorError,
+    Unreachable,
+    ValidationFailed,
+)
 from bot.operations import OpContext
 from bot.render.cloud_init import render_user_data
 from bot.render.model import ServerConfig
 from bot.render.wg_conf import device_peer, router_peer
-from bot.services import identity
+from bot.services import identity, sites
 from bot.services.secrets import SecretStore
 from bot.services.vpn_keys import ensure_site_keys
-from bot.site import SiteSpec
+from bot.site import DropletSpec, SiteSpec
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +141,20 @@ class DropletService:
             droplet = min(existing, key=lambda d: d.id)
             await ctx.step(4, STEPS, f"Found the site's droplet {droplet.name} (#{droplet.id})")
         else:
-            price = await do.monthly_price(spec.droplet.size)
-            await ctx.step(4, STEPS, f"Creating droplet {droplet_name(site_name)}: "
-                           f"{spec.droplet.size} in {spec.droplet.region}, ${price:g}/month")
-            droplet = await do.create_droplet(
-                droplet_name(site_name), spec.droplet.region, spec.droplet.size,
-                spec.droplet.image, [do_key.id], ["camreach", tag],
-                render_user_data(server_cfg),
-            )
+            try:
+                price = await do.monthly_price(spec.droplet.size)
+                await ctx.step(4, STEPS, f"Creating droplet {droplet_name(site_name)}: "
+                               f"{spec.droplet.size} in {spec.droplet.region}, ${price:g}/month")
+                droplet = await do.create_droplet(
+                    droplet_name(site_name), spec.droplet.region, spec.droplet.size,
+                    spec.droplet.image, [do_key.id], ["camreach", tag],
+                    render_user_data(server_cfg),
+                )
+            except (ValidationFailed, NotFound) as exc:  # refused (422), or no such size
+                said = await self._undo_refused_apply(ctx, do, site_name, tag)
+                if said is None:
+                    raise
+                raise ValidationFailed(f"{exc.user_message} {said}", detail=exc.detail) from exc
         await self._record(site_id, spec, droplet)
 
         await ctx.step(5, STEPS, "Waiting for the droplet to start")
@@ -145,6 +166,49 @@ class DropletService:
         return (f"Droplet {droplet.name} at {droplet.public_ipv4} is ready: WireGuard listens on "
                 f"UDP {spec.vpn.port}. Next: {action('router connect', site_name)}, then "
                 f"{action('router push', site_name)}.")
+
+    async def _undo_refused_apply(self, ctx: OpContext, do: DigitalOceanClient, site_name: str,
+                                  tag: str) -> str | None:
+        """DigitalOcean refused the droplet: undo the apply that started this run, if one did
+        (its record is in the params), so a refused apply stores nothing. Only once it is sure
+        that no droplet of the site exists; None when nothing was undone."""
+        record = ctx.params.get(sites.UNDO_PARAM)
+        if not isinstance(record, dict):
+            return None
+        try:
+            if await do.find_droplets_by_tag(tag):
+                return None
+        except CamreachError as exc:
+            log.warning("site %s: not undoing the apply, the droplets could not be listed: %s",
+                        site_name, exc.user_message)
+            return None
+        return await sites.undo_apply(self._sessions, site_name, record)
+
+    # -- checking a droplet choice -------------------------------------------------------
+    async def check_choice(self, site_name: str, choice: DropletSpec) -> None:
+        """Raise ValidationFailed unless DigitalOcean sells this region, size and image now,
+        naming each field that is wrong and what would do instead.
+
+        A site whose droplet exists is not checked: provisioning adopts that droplet and
+        creates nothing, and a size DigitalOcean has stopped selling must not block an apply.
+        """
+        async with self._sessions() as s:
+            has_droplet = (await s.execute(
+                select(Droplet.id).join(Site, Site.id == Droplet.site_id)
+                .where(Site.name == site_name, Droplet.do_id.is_not(None))
+            )).first() is not None
+        if has_droplet:
+            return
+        do = await self.client()
+        regions = await do.list_regions()
+        sizes = await do.list_sizes()
+        images = await _distribution_images(do)
+        problems = droplet_choice_problems(choice, regions, sizes, images)
+        if problems:
+            raise ValidationFailed(
+                "DigitalOcean does not offer this droplet (nothing was stored):\n"
+                + "\n".join(f"- {path}: {msg}" for path, msg in problems)
+            )
 
     async def _server_config(self, site_name: str) -> tuple[int, SiteSpec, ServerConfig]:
         async with self._sessions.begin() as s:
@@ -255,6 +319,72 @@ class DropletService:
             if current is not None:
                 await s.delete(current)
         return f"Droplet {row.name} is deleted; it costs nothing from now on."
+
+
+def droplet_choice_problems(
+    choice: DropletSpec, regions: list[RegionInfo], sizes: list[SizeInfo],
+    images: list[ImageInfo],
+) -> list[tuple[str, str]]:
+    """What is wrong with ``choice`` against DigitalOcean's live lists, as (field, message)."""
+    problems: list[tuple[str, str]] = []
+    region = next((r for r in regions if r.slug == choice.region), None)
+    size = next((z for z in sizes if z.slug == choice.size), None)
+
+    def offering(z: SizeInfo) -> list[str]:
+        return sorted(r.slug for r in regions
+                      if r.available and z.slug in r.sizes and r.slug in z.regions)
+
+    def sold_in(r: RegionInfo) -> str:
+        here = sorted((z for z in sizes if z.available and z.slug in r.sizes
+                       and r.slug in z.regions), key=lambda z: (z.price_monthly, z.slug))
+        return ", ".join(f"{z.slug} (${z.price_monthly:g}/month)" for z in here) or "none"
+
+    if region is None or not region.available:
+        where = (f"regions that offer {size.slug}: {', '.join(offering(size)) or 'none'}"
+                 if size is not None and size.available
+                 else "open regions: " + ", ".join(sorted(r.slug for r in regions
+                                                          if r.available)))
+        why = ("DigitalOcean has no region" if region is None
+               else "DigitalOcean takes no new droplets in")
+        problems.append(("droplet.region", f"{why} {choice.region!r}; {where}"))
+    if size is None or not size.available:
+        why = "DigitalOcean has no droplet size" if size is None else "DigitalOcean no longer sells"
+        where = (f"sizes sold in {region.slug}: {sold_in(region)}"
+                 if region is not None and region.available
+                 else "sizes: " + ", ".join(z.slug for z in sorted(
+                     (z for z in sizes if z.available), key=lambda z: (z.price_monthly, z.slug))))
+        problems.append(("droplet.size", f"{why} {choice.size!r}; {where}"))
+    elif region is not None and region.available and choice.region not in offering(size):
+        others = ", ".join(offering(size)) or "none"
+        problems.append(("droplet.size", (
+            f"{choice.size} is not offered in {choice.region}. Regions that offer "
+            f"{choice.size}: {others}. Sizes sold in {choice.region}: {sold_in(region)}")))
+    image = next((i for i in images if i.slug == choice.image), None)
+    if image is None:
+        listed = ", ".join(sorted(i.slug for i in images if i.slug)) or "none"
+        problems.append(("droplet.image", f"DigitalOcean has no distribution image "
+                                          f"{choice.image!r}; images: {listed}"))
+    elif region is not None and image.regions and choice.region not in image.regions:
+        problems.append(("droplet.image", f"{choice.image} is not available in "
+                                          f"{choice.region}; it is in "
+                                          f"{', '.join(sorted(image.regions))}"))
+    return problems
+
+
+async def _distribution_images(do: DigitalOceanClient) -> list[ImageInfo]:
+    """DigitalOcean's public distribution images (the ones a site can name), available now.
+
+    Through the adapter's own call machinery (token check, retries, error mapping), which has
+    no public image listing yet; this belongs in DigitalOceanClient as ``list_images``.
+    """
+
+    def work(lib: Any) -> list[ImageInfo]:
+        return [
+            _image_info(vars(i)) for i in lib.manager().get_distro_images()
+            if getattr(i, "status", None) in (None, "available")
+        ]
+
+    return await do._call("list distribution images", work)
 
 
 def server_config(

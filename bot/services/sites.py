@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from pydantic import ValidationError
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -19,12 +21,15 @@ from bot.db.models import (
     Operation,
     OpState,
     Router,
+    Secret,
     Site,
     VpnPeer,
 )
 from bot.errors import NotFound
 from bot.render.spec_diff import spec_diff as spec_diff  # re-exported: the diff lives there
 from bot.site import SiteSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,14 @@ class ApplyResult:
     action: Literal["created", "updated", "unchanged"]
     changes: list[str]
     dry_run: bool
+    # The stored spec before and after (None before: a new site); for undo_record.
+    previous: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    applied: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+# The operation parameter under which a provisioning run started by an apply carries what
+# undoing that apply takes (see undo_record, undo_apply).
+UNDO_PARAM = "undo_apply"
 
 
 async def apply_site(
@@ -43,7 +56,7 @@ async def apply_site(
     async with sessions() as s, s.begin():
         site = await _load(s, spec.name)
         if site is None:
-            result = ApplyResult(spec.name, "created", spec_diff({}, new), dry_run)
+            result = ApplyResult(spec.name, "created", spec_diff({}, new), dry_run, None, new)
             if not dry_run:
                 site = Site(name=spec.name, spec=new)
                 s.add(site)
@@ -51,11 +64,51 @@ async def apply_site(
             return result
         changes = spec_diff(site.spec, new)
         if not changes:
-            return ApplyResult(spec.name, "unchanged", [], dry_run)
+            return ApplyResult(spec.name, "unchanged", [], dry_run, site.spec, new)
+        previous = dict(site.spec)
         if not dry_run:
             site.spec = new
             _mirror(site, spec)
-        return ApplyResult(spec.name, "updated", changes, dry_run)
+        return ApplyResult(spec.name, "updated", changes, dry_run, previous, new)
+
+
+def undo_record(result: ApplyResult) -> dict[str, Any] | None:
+    """What undoing a stored apply takes, to pass in an operation's params (JSON); None when
+    the apply stored nothing (a dry run, or no change)."""
+    if result.dry_run or result.action == "unchanged":
+        return None
+    return {"applied": result.applied, "previous": result.previous}
+
+
+async def undo_apply(
+    sessions: async_sessionmaker[AsyncSession], name: str, record: dict[str, Any]
+) -> str | None:
+    """Undo the apply ``record`` describes (see :func:`undo_record`): remove the site it
+    created, or put back the spec it replaced. Only while the site still holds what that apply
+    stored and (for a removal) has no droplet; returns a sentence saying what was done, or None
+    when nothing was (the site changed since, or the record is not one of ours)."""
+    applied, previous = record.get("applied"), record.get("previous")
+    if not isinstance(applied, dict) or not (previous is None or isinstance(previous, dict)):
+        return None
+    async with sessions() as s, s.begin():
+        site = await _load(s, name)
+        if site is None or site.spec != applied:
+            return None
+        if previous is None:
+            if site.droplet is not None:
+                return None
+            await s.delete(site)  # its rows go with it; operations keep their history
+            prefix = f"site:{name}:"  # the site's own secrets (its WireGuard keys)
+            await s.execute(delete(Secret).where(Secret.name.startswith(prefix, autoescape=True)))
+            return f"Nothing was stored: site {name} was removed again."
+        try:
+            spec = SiteSpec.model_validate(previous)
+        except ValidationError:
+            log.warning("site %s: the previous spec no longer validates; not restored", name)
+            return None
+        site.spec = previous
+        _mirror(site, spec)
+        return f"Site {name} keeps its previous settings."
 
 
 def _mirror(site: Site, spec: SiteSpec) -> None:
