@@ -383,5 +383,6 @@ async def test_what_a_push_leaves_on_the_router_is_private(
         assert (router.root / "etc/config" / pkg).stat().st_mode & 0o077 == 0
     # Scripts leave no predictable scratch directory behind in /tmp either.
     assert not list((router.root / "tmp").glob("camreach-*"))
+    await asyncio.sleep(1.5)  # past the holdoff: the router takes confirmations again
     async with path.open() as conn:
         assert (await confirm_push(conn, applied.push_id)).outcome == "confirmed"
