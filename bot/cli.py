@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from bot import __version__
-from bot.actions import for_terminal
+from bot.actions import action, for_terminal
 from bot.core import Core
 from bot.db import engine as db
 from bot.db.models import OpState
@@ -293,15 +293,24 @@ async def site_apply(ctx: click.Context, file: Path, dry_run: bool, store_only: 
 
     The droplet step runs when a DigitalOcean token is available (DIGITALOCEAN_TOKEN, or one
     given in Telegram's /setup); it never creates a second droplet for a site. Before it, the
-    changes and the droplet's price are shown and a confirmation is read from stdin, unless
-    nothing would change (--yes skips it; without a token, or with --store-only, nothing
-    remote is touched and nothing is asked).
+    droplet's region, size and image are checked against what DigitalOcean sells (nothing is
+    stored when they are not, nor when DigitalOcean refuses the droplet), then the changes and
+    the droplet's price are shown and a confirmation is read from stdin, unless nothing would
+    change (--yes skips it; without a token, or with --store-only, nothing remote is touched
+    and nothing is asked).
     """
     spec = load_site_file(file)  # fails before the database is touched
     settings = settings_from(ctx)
 
     async def work(core: Core) -> None:
+        from bot.operations import PROVISION_DROPLET
+        from bot.services.sites import UNDO_PARAM, undo_record
+
         provision = not (dry_run or store_only) and await core.has_do_token()
+        if provision:
+            # Before anything is stored or asked: a region, size or image DigitalOcean does not
+            # sell (or a rejected token) fails here, naming the field.
+            await core.check_droplet_choice(spec)
         if dry_run or (provision and not yes):
             preview = await core.apply_site(spec, Actor.cli(), dry_run=True)
             _echo_apply(preview)
@@ -324,7 +333,12 @@ async def site_apply(ctx: click.Context, file: Path, dry_run: bool, store_only: 
                                err=True)
                 return
             await _echo_droplet(core, spec)
-        await run_operation(core, await core.provision(spec.name, Actor.cli(), TerminalProgress()))
+        # Should DigitalOcean still refuse the droplet, the run undoes what this apply stored
+        # (a new site is removed again, an updated one gets its previous spec back).
+        record = undo_record(result)
+        await run_operation(core, await core.start_operation(
+            PROVISION_DROPLET, spec.name, Actor.cli(), TerminalProgress(),
+            params=None if record is None else {UNDO_PARAM: record}))
 
     await with_core(settings, work, site=spec.name)
 
@@ -493,12 +507,27 @@ def router_group() -> None:
 
 @router_group.command("connect")
 @click.argument("site")
+@click.option("--password", "password_login", is_flag=True,
+              help="Turn SSH password login back on (root included) instead of off, e.g. "
+                   "before handing the router over. On a router that was reset it is the "
+                   "first contact with the password, and password login stays on.")
 @click.pass_context
 @run_async
-async def router_connect(ctx: click.Context, site: str) -> None:
-    """First contact on the LAN: pin the host key and install camreach's SSH key."""
-    result = await with_core(settings_from(ctx),
-                             lambda c: c.router_first_contact(site, Actor.cli()), site=site)
+async def router_connect(ctx: click.Context, site: str, password_login: bool) -> None:
+    """First contact on the LAN: pin the host key, install camreach's SSH key, then turn
+    SSH password login off (root included).
+
+    Logs in with the root password the site file names (camreach's key, once installed, is
+    tried first), or with the site's key file. Password login is turned off only after a
+    login with the key alone worked, and kept off only if camreach gets in again after
+    dropbear restarted (otherwise the router restores its previous setting). Running it again
+    is harmless. With --password the router accepts its root password again, until the next
+    connect without it.
+    """
+    result = await with_core(
+        settings_from(ctx),
+        lambda c: c.router_first_contact(site, Actor.cli(), password_login=password_login),
+        site=site)
     click.echo(result.message)
 
 
@@ -558,6 +587,28 @@ async def router_push(ctx: click.Context, site: str, dry_run: bool, yes: bool,
             site, Actor.cli(), plan.fingerprint, TerminalProgress(), confirm_via=confirm_via))
 
     await with_core(settings_from(ctx), work, site=site)
+
+
+@router_group.command("forget-key")
+@click.argument("site")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@run_async
+async def router_forget_key(ctx: click.Context, site: str, yes: bool) -> None:
+    """Forget the router's pinned SSH host key (after a reflash or a replacement)."""
+
+    async def work(core: Core) -> bool:
+        await core.site_spec(site)
+        if not yes:
+            await confirm(f"Forget the SSH host key camreach pinned for {site}'s router? Do "
+                          "this only if you reflashed or replaced it: the next connection will "
+                          "trust whatever answers")
+        return await core.router_forget_key(site, Actor.cli())
+
+    had = await with_core(settings_from(ctx), work, site=site)
+    click.echo(for_terminal(
+        f"Forgotten. Next: {action('router connect', site)} pins the router's key again."
+        if had else f"{site}'s router had no pinned key."))
 
 
 @router_group.command("modem")

@@ -272,6 +272,15 @@ class Core:
                                 detail=", ".join(details) or None)
         return result
 
+    async def router_forget_key(self, site: str, actor: Actor) -> bool:
+        """Forget the router's pinned SSH host key, on purpose (a reflashed or replaced
+        router); the next ``router connect`` pins afresh. False: nothing was pinned."""
+        await self.site_spec(site)
+        had = await self.router.forget_host_key(site)
+        await self.audit.record(actor, "router.forget-key", "ok" if had else "nothing pinned",
+                                site=site)
+        return had
+
     async def router_detect(self, site: str, actor: Actor) -> Detection:
         found = await self.router.detect(site)
         await self.audit.record(actor, "router.detect", "ok", site=site,

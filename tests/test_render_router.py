@@ -106,6 +106,7 @@ def test_firewall_puts_each_interface_in_camreachs_own_zone() -> None:
     assert {r.options["src"] for r in rules} == {VPN_ZONE}
     ssh = s["firewall.camreach_vpn_ssh"].options
     assert (ssh["proto"], ssh["dest_port"], ssh["target"]) == ("tcp", "22", "ACCEPT")
+    assert "src_ip" not in ssh  # no ssh_from: the whole tunnel (tests only; sites set it)
     forwardings = {
         (f.options["src"], f.options["dest"]) for f in s.values() if f.type == "forwarding"
     }
@@ -128,6 +129,7 @@ def test_firewall_options() -> None:
     assert "firewall.camreach_lan_modem" not in s
     assert s["firewall.camreach_vpn_ssh"].options["dest_port"] == "2222"
     assert s["firewall.camreach_vpn_ssh"].options["src_ip"] == "10.9.0.1/32"
+    assert s["firewall.camreach_vpn_ssh"].options["name"] == "camreach: SSH from the droplet"
     nat = s["firewall.camreach_vpn_masq"].options
     assert (nat["src"], nat["src_ip"], nat["dest_ip"]) == ("lan", "10.9.0.0/24", str(LAN))
     assert s["firewall.camreach_modem"].options["network"] == ("lte",)

@@ -450,6 +450,13 @@ def test_fw4_accepts_the_firewall_and_builds_the_intended_rules(
     assert 'jump accept_to_lan comment "!fw4: Accept camvpn to lan forwarding"' in rules
     assert 'jump accept_to_camwan comment "!fw4: Accept lan to camwan forwarding"' in rules
     assert "Masquerade IPv4 camwan traffic" in rules
+    # From the tunnel only the droplet's SSH and ping reach the router; phones get nothing
+    # else of it (no SSH, no LuCI, no DNS): the rest of the zone's input is rejected.
+    input_camvpn = rules.split("chain input_camvpn {", 1)[1].split("}", 1)[0]
+    accepts = [line.split(" counter ")[0].strip() for line in input_camvpn.splitlines()
+               if " accept " in line]
+    assert accepts == ["ip saddr 10.8.0.1 tcp dport 22", "meta nfproto ipv4 icmp type 8"]
+    assert input_camvpn.split()[-2:] == ["jump", "reject_from_camvpn"]
     # Nothing from the modem side reaches the router or the LAN.
     input_camwan = rules.split("chain input_camwan {", 1)[1].split("}", 1)[0]
     assert input_camwan.split() == ["jump", "reject_from_camwan"]

@@ -13,6 +13,7 @@ import asyncssh
 import pytest
 from sqlalchemy import select
 
+from bot.actions import for_terminal
 from bot.core import Core
 from bot.db.models import Modem, Router, Site
 from bot.errors import AuthRejected, ConfigError, HostKeyMismatch, NotFound
@@ -100,8 +101,9 @@ async def test_a_changed_host_key_is_refused_before_logging_in(
     await service.pool.close()
     logins_before = router.run("logread").stdout.count("auth succeeded")
 
-    with pytest.raises(HostKeyMismatch, match="not the one camreach pinned"):
+    with pytest.raises(HostKeyMismatch, match="other than the one camreach pinned") as err:
         await service.detect("farm")
+    assert "camreach router forget-key farm" in for_terminal(err.value.user_message)
     with pytest.raises(HostKeyMismatch):
         await service.first_contact("farm")  # the password is not sent either
     assert router.run("logread").stdout.count("auth succeeded") == logins_before

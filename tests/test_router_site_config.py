@@ -87,6 +87,8 @@ def test_the_tunnel_uses_the_sites_addresses_and_port() -> None:
     assert str(cfg.wg.address) == "10.20.0.2/24"
     assert cfg.wg.endpoint_port == 51999
     assert str(cfg.firewall.vpn_subnet) == "10.20.0.0/24"
+    # SSH over the tunnel from the droplet's tunnel address only, never a phone's.
+    assert str(cfg.firewall.ssh_from) == "10.20.0.1/32" == f"{spec.vpn.server_address}/32"
 
 
 def test_modem_secrets_come_from_the_environment_and_are_redacted() -> None:

@@ -11,8 +11,18 @@ Security choices:
 - Nothing of the router (SSH, LuCI, DNS) is open on the modem side: ``camwan`` input REJECT,
   and no rule names it as a source. The WireGuard tunnel is dialled out from the router, so
   its replies pass as established traffic; no inbound port is opened.
-- ``camvpn`` input is REJECT too, except SSH (management from the droplet, optionally only
-  from ``ssh_from``) and ping (health checks). LuCI stays unreachable over the tunnel.
+- ``camvpn`` input is REJECT too, except SSH from ``ssh_from`` and ping. camreach's site
+  config sets ``ssh_from`` to the droplet's tunnel address (/32) always: camreach manages the
+  router from there (the droplet is its jump host), while a phone's packets keep the phone's
+  own tunnel address through the droplet and are refused (fw4 answers a TCP reset). So no
+  phone can try root passwords, and dropbear's password login is off anyway once camreach's
+  key is in (``bot.router.access``). LuCI, DNS and everything else of the router stay
+  unreachable over the tunnel, from the droplet too. SSH from the LAN is OpenWrt's own
+  ``lan`` zone (input ACCEPT), untouched. ``ssh_from=None`` would open SSH to the whole
+  tunnel subnet, phones included: only for tests on a bench.
+- Ping (ICMP echo request only) stays open to the whole tunnel on purpose: it is how a phone
+  tells "the site is offline" from "the camera is down", and what a health check of the
+  tunnel can use; it opens no service and takes no password.
 - ``camvpn -> lan`` forwarding lets the droplet and phones reach the camera; nothing
   forwards ``camvpn -> camwan``, so the router is no exit to the Internet for VPN clients.
 
@@ -58,16 +68,12 @@ def firewall_sections(cfg: FirewallConfig) -> list[UciSection]:
         sections.append(
             _fw("forwarding", "camreach_lan_modem", {"src": cfg.lan_zone, "dest": MODEM_ZONE})
         )
-    ssh: dict[str, UciValue] = {
-        "name": "camreach: SSH from the tunnel",
-        "src": VPN_ZONE,
-        "proto": "tcp",
-        "dest_port": cfg.ssh_port,
-        "family": "ipv4",
-        "target": "ACCEPT",
-    }
-    if cfg.ssh_from is not None:
-        ssh["src_ip"] = str(cfg.ssh_from)
+    ssh: dict[str, UciValue] = {"src": VPN_ZONE}
+    if cfg.ssh_from is None:
+        ssh = {"name": "camreach: SSH from the tunnel", **ssh}
+    else:
+        ssh = {"name": "camreach: SSH from the droplet", **ssh, "src_ip": str(cfg.ssh_from)}
+    ssh.update({"proto": "tcp", "dest_port": cfg.ssh_port, "family": "ipv4", "target": "ACCEPT"})
     sections += [
         _fw(
             "zone",

@@ -257,7 +257,9 @@ class FirewallConfig:
     lan_subnet: IPv4Network
     lan_zone: str = "lan"  # OpenWrt's default LAN zone name
     ssh_port: int = 22  # dropbear's port on the router
-    ssh_from: IPv4Network | None = None  # None: the whole VPN subnet may SSH in
+    # Who may SSH in over the tunnel: the droplet's address as a /32 (camreach's site config
+    # always sets it, so phones cannot). None: the whole VPN subnet, for tests only.
+    ssh_from: IPv4Network | None = None
     lan_internet: bool = True  # LAN hosts (the camera: NTP) may use the modem uplink
     masquerade_to_lan: bool = False  # only if the camera's gateway is not this router
 

@@ -12,12 +12,17 @@ Paths to the router:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -25,7 +30,7 @@ from bot.actions import action
 from bot.adapters.ssh import SshConnection, ssh_session
 from bot.db.models import ACTIVE_STATES, Modem, Operation, OpState, Router, Site
 from bot.db.types import utcnow
-from bot.errors import NotFound, Unreachable, ValidationFailed
+from bot.errors import HostKeyMismatch, NotFound, Unreachable, ValidationFailed
 from bot.leases import DEFAULT_LEASE_SECONDS, Owner, owner_is_dead
 from bot.operations import PUSH_ROUTER_CONFIG, OpContext
 from bot.render.model import RouterConfig
@@ -35,6 +40,7 @@ from bot.router.access import (
     install_client_key,
     lan_target,
     router_credentials,
+    set_password_login,
     tunnel_target,
 )
 from bot.router.detect import Detection, detect
@@ -70,13 +76,24 @@ class FirstContact:
     host_key: str
     pinned_now: bool  # False: the key was pinned before and matched
     key_added: bool  # False: camreach's key was already authorised
+    password_login: bool = False  # dropbear's password login (root included) is now on
+    password_changed: bool = False  # False: it already was as asked
+    site: str = ""
 
     @property
     def message(self) -> str:
         pin = "pinned" if self.pinned_now else "matches the pinned key"
         key = "installed" if self.key_added else "was already installed"
-        return (f"Connected. The router's host key {pin}; camreach's SSH key {key}, so camreach "
+        text = (f"Connected. The router's host key {pin}; camreach's SSH key {key}, so camreach "
                 "logs in with its key from now on.")
+        now = "is now" if self.password_changed else "stays"
+        if self.password_login:
+            return (f"{text} SSH password login {now} on, root included: the router accepts "
+                    "its root password again until the next connect without --password.")
+        site = self.site or "SITE"
+        return (f"{text} SSH password login {now} off, root included: only keys get in. "
+                f"`camreach router connect {site} --password` (on the command line) turns it "
+                "back on.")
 
 
 @dataclass(frozen=True)
@@ -139,26 +156,41 @@ class RouterService:
             )
 
     async def _pin(self, name: str, conn: SshConnection) -> bool:
-        """Pin the router's host key on first contact; True if it was pinned now."""
+        """Pin the router's host key on first contact; True if it was pinned now.
+
+        Compare and set: of two first contacts at once (the bot and a CLI) one pins, and the
+        other must then have met the same key, or it is refused as a mismatch."""
         async with self._sessions.begin() as s:
             site = await _site(s, name)
             if site.router is None:
                 site.router = Router(host=site.spec["router"]["host"])
-            if site.router.ssh_host_key is None:
-                site.router.ssh_host_key = conn.host_key
+                await s.flush()
+            router_id = site.router.id
+        async with self._sessions.begin() as s:
+            result = await s.execute(
+                update(Router).where(Router.id == router_id, Router.ssh_host_key.is_(None))
+                .values(ssh_host_key=conn.host_key))
+            if getattr(result, "rowcount", 0) == 1:
                 log.info("pinned the host key of the router of %s", name)
                 return True
-            return False
+            pinned = (await s.execute(select(Router.ssh_host_key)
+                                      .where(Router.id == router_id))).scalar_one()
+        if pinned != conn.host_key:
+            raise HostKeyMismatch(_mismatch(name))
+        return False
 
-    async def forget_host_key(self, name: str) -> None:
-        """Unpin, on purpose (the router was reflashed): the next contact pins afresh."""
+    async def forget_host_key(self, name: str) -> bool:
+        """Unpin, on purpose (the router was reflashed): the next contact pins afresh.
+        False when there was no pin to forget."""
         async with self._sessions.begin() as s:
             site = await _site(s, name)
+            had = site.router is not None and site.router.ssh_host_key is not None
             if site.router is not None:
                 site.router.ssh_host_key = None
                 site.router.key_installed = False
         for path in ("lan", "tunnel"):
             await self.pool.discard(f"{path}:{name}")
+        return had
 
     # -- reaching the router ---------------------------------------------------------------
     def _lan(self, view: _View, key: str) -> Route:
@@ -166,9 +198,10 @@ class RouterService:
         async def opener() -> AsyncIterator[SshConnection]:
             target = lan_target(view.spec, client_key=key, pinned=view.pinned,
                                 timing=self.timing)
-            async with ssh_session(target) as conn:
-                await self._pin(view.name, conn)
-                yield conn
+            with _naming_forget_key(view.name):
+                async with ssh_session(target) as conn:
+                    await self._pin(view.name, conn)
+                    yield conn
 
         return Route(opener, "over the LAN")
 
@@ -180,11 +213,11 @@ class RouterService:
                                f"{action('setup', view.name)} first.")
             target = tunnel_target(view.spec, client_key=key, pinned=view.pinned,
                                    timing=self.timing)
-            async with self._droplets.session(view.name) as jump, ssh_session(
-                target, tunnel=jump
-            ) as conn:
-                await self._pin(view.name, conn)
-                yield conn
+            async with self._droplets.session(view.name) as jump:
+                with _naming_forget_key(view.name):
+                    async with ssh_session(target, tunnel=jump) as conn:
+                        await self._pin(view.name, conn)
+                        yield conn
 
         return Route(opener, "through the tunnel (via the droplet)")
 
@@ -224,9 +257,13 @@ class RouterService:
             yield conn
 
     # -- first contact -------------------------------------------------------------------
-    async def first_contact(self, name: str) -> FirstContact:
+    async def first_contact(self, name: str, *, password_login: bool = False) -> FirstContact:
         """Log in on the LAN with the site's password or key file, pin the host key, install
-        camreach's key, and prove that the key alone now works."""
+        camreach's key, and prove that the key alone now works. Then turn dropbear's password
+        login off, root included (``password_login=True``: on again, e.g. before the router
+        is handed over). The router keeps that change only if a new login with the key alone
+        works after dropbear restarted; otherwise it is rolled back and RemoteFailed raised
+        (the key stays installed)."""
         view = await self._view(name)
         creds = router_credentials(view.spec, self._env)
         key = await identity.client_key(self._secrets)
@@ -239,12 +276,19 @@ class RouterService:
         key_only = lan_target(view.spec, client_key=key, pinned=host_key, timing=self.timing)
         async with ssh_session(key_only) as conn:
             await conn.run("true")
+            await self._key_installed(name)
+            changed = await set_password_login(
+                conn, password_login, lambda: ssh_session(key_only),
+                deadline=max(self.timing.rollback_deadline, 30))
+        await self.pool.discard(f"lan:{name}")
+        return FirstContact(host_key, pinned_now, added, password_login=password_login,
+                            password_changed=changed, site=name)
+
+    async def _key_installed(self, name: str) -> None:
         async with self._sessions.begin() as s:
             site = await _site(s, name)
             assert site.router is not None
             site.router.key_installed = True
-        await self.pool.discard(f"lan:{name}")
-        return FirstContact(host_key, pinned_now, added)
 
     # -- detection and packages ------------------------------------------------------------
     async def detect(self, name: str, via: Via = "auto") -> Detection:
@@ -448,3 +492,19 @@ async def _site(s: AsyncSession, name: str) -> Site:
     if site is None:
         raise NotFound(f"There is no site named {name!r}.")
     return site
+
+
+def _mismatch(site: str) -> str:
+    return (f"The router of {site} answered with an SSH host key other than the one camreach "
+            "pinned: someone may be intercepting the connection, so nothing was sent. If the "
+            f"router was reflashed or replaced, forget its key on purpose: "
+            f"{action('router forget-key', site)}, then {action('router connect', site)}.")
+
+
+@contextmanager
+def _naming_forget_key(site: str) -> Iterator[None]:
+    """A host-key mismatch on the way to a router names the command that forgets the key."""
+    try:
+        yield
+    except HostKeyMismatch as exc:
+        raise HostKeyMismatch(_mismatch(site)) from exc

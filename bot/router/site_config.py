@@ -6,12 +6,12 @@ renderers (``bot.render``) turn the result into the one ``uci batch`` that is pu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv4Network
 
 from bot.actions import action
+from bot.envvars import env_value
 from bot.errors import ConfigError, ValidationFailed
 from bot.logs import REDACTOR
 from bot.render.model import ModemConfig, ModemProtocol, RouterConfig, RouterWireguard
@@ -68,18 +68,19 @@ def choose_modem(spec: ModemSpec, mode: str | None, device: str | None) -> Modem
 
 
 def modem_secrets(spec: SiteSpec, env: Mapping[str, str] | None = None) -> ModemSecrets:
-    """The SIM PIN and APN password from the environment variables the site names."""
-    env = os.environ if env is None else env
+    """The SIM PIN and APN password from the variables the site names (the environment, then
+    ``.env``; ``env`` replaces both)."""
     values: dict[str, str | None] = {}
     for what, name in (("pin", spec.modem.pin_env), ("password", spec.modem.password_env)):
         if name is None:
             values[what] = None
             continue
-        value = env.get(name)
+        value = env_value(name, env)
         if not value:
             raise ConfigError(
                 f"The modem {'SIM PIN' if what == 'pin' else 'APN password'} is read from the "
-                f"environment variable {name}, which is not set."
+                f"environment variable {name}, which is not set. Set it where camreach runs "
+                "(or in .env) and try again."
             )
         REDACTOR.add(value)
         values[what] = value
@@ -121,6 +122,9 @@ def router_config(
         endpoint_host=endpoint_host,
         endpoint_port=spec.vpn.port,
     )
+    # SSH over the tunnel only from the droplet (camreach's jump host), never from a phone:
+    # phones reach the cameras, not the router (see bot/render/firewall.py).
     return RouterConfig(
-        modem=modem_cfg, wg=wg, lan_subnet=spec.router.lan_subnet, ssh_port=spec.router.port
+        modem=modem_cfg, wg=wg, lan_subnet=spec.router.lan_subnet, ssh_port=spec.router.port,
+        ssh_from=IPv4Network(f"{spec.vpn.server_address}/32"),
     )

@@ -117,8 +117,8 @@ def _mirror(site: Site, spec: SiteSpec) -> None:
     if site.router is None:
         site.router = Router(host=r.host, port=r.port, user=r.user)
     else:
-        if (site.router.host, site.router.port) != (r.host, r.port):
-            site.router.ssh_host_key = None  # a different machine: pin afresh
+        # A new address is not a new machine: the pin stays (a router that really was
+        # replaced is unpinned on purpose, with `router forget-key`).
         site.router.host, site.router.port, site.router.user = r.host, r.port, r.user
     m = spec.modem
     if site.modem is None:
