@@ -16,6 +16,7 @@ import re
 import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -38,6 +39,8 @@ HOST_RE = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$"
 APN_RE = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,98}[A-Za-z0-9])?$"
 
 PATTERN_HELP = {
+    r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,500}$": "give the path on the camera, starting with /",
+    r"^([01][0-9]|2[0-3]):[0-5][0-9]$": "give a time of day as HH:MM (e.g. 08:00)",
     NAME_RE: "use letters, digits and '-' (not at the ends), at most 63 characters",
     ENV_RE: "give the NAME of an environment variable (A-Z, 0-9, _), not the secret itself",
     HOST_RE: "give an IP address or host name",
@@ -253,6 +256,11 @@ class ModemSpec(Strict):
         return self
 
 
+# A URL path (and query) on the camera itself: host and port come from the camera entry.
+SNAPSHOT_PATH_RE = r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,500}$"
+DAILY_RE = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
 class CameraSpec(Strict):
     name: Name
     host: ipaddress.IPv4Address
@@ -260,15 +268,41 @@ class CameraSpec(Strict):
     user: Annotated[str, Field(min_length=1, max_length=64)] = "admin"
     password_env: EnvName | None = None
     kind: Literal["hikvision", "onvif", "generic"] = "hikvision"
+    # How camreach reaches it: through its SSH connection to the droplet (the camera's LAN
+    # is routed through the tunnel), or straight, when this machine is inside the VPN.
+    via: Literal["droplet", "direct"] = "droplet"
+    snapshot_url: Annotated[str, Field(pattern=SNAPSHOT_PATH_RE)] | None = None
+    daily_snapshot: Annotated[str, Field(pattern=DAILY_RE)] | None = None
+
+    @model_validator(mode="after")
+    def _snapshot_url_for_generic(self) -> CameraSpec:
+        if self.kind == "generic" and self.snapshot_url is None:
+            raise FieldProblems([("snapshot_url", "a generic camera needs the path of its "
+                                                  "snapshot picture, e.g. /cgi-bin/snapshot.cgi")])
+        return self
 
 
 class SiteSpec(Strict):
     name: Name
+    # The site's local time zone (IANA name) for photo captions and daily snapshots;
+    # default: the bot host's.
+    timezone: Annotated[str, Field(max_length=64)] | None = None
     droplet: DropletSpec = DropletSpec()
     vpn: VpnSpec = VpnSpec()
     router: RouterSpec
     modem: ModemSpec = ModemSpec()
     cameras: list[CameraSpec] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not a time zone name (e.g. Asia/Kolkata, "
+                                 "Europe/Berlin)") from None
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> SiteSpec:

@@ -154,6 +154,19 @@ class Camera(Timestamped, Base):
     user: Mapped[str] = mapped_column(String(64))
     password_env: Mapped[str | None] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(32), default="hikvision")
+    via: Mapped[str] = mapped_column(String(16), default="droplet")
+    snapshot_url: Mapped[str | None] = mapped_column(String(512))
+    daily_snapshot: Mapped[str | None] = mapped_column(String(5))
+    # Name of the Secret with a password typed in chat (password_env is the other way).
+    password_secret: Mapped[str | None] = mapped_column(String(128))
+    # What the camera said about itself (ISAPI deviceInfo).
+    model: Mapped[str | None] = mapped_column(String(128))
+    serial: Mapped[str | None] = mapped_column(String(128))
+    firmware: Mapped[str | None] = mapped_column(String(128))
+    # A keyed hash of a password the camera refused: never tried again (HIKVision locks the
+    # address after a few failures) until the password changes.
+    refused_password: Mapped[str | None] = mapped_column(String(64))
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     site: Mapped[Site] = relationship(back_populates="cameras")
 

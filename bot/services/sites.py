@@ -131,6 +131,8 @@ def _mirror(site: Site, spec: SiteSpec) -> None:
         row = by_name.get(cam.name) or Camera(name=cam.name)
         row.host, row.port, row.user = str(cam.host), cam.port, cam.user
         row.password_env, row.kind = cam.password_env, cam.kind
+        row.via, row.snapshot_url = cam.via, cam.snapshot_url
+        row.daily_snapshot = cam.daily_snapshot
         wanted.append(row)
     site.cameras = wanted
 
