@@ -130,6 +130,48 @@ async def test_rejects_unauthorized_key_and_wrong_host_key(droplet_host: Droplet
     assert pub.split()[:2] == droplet_host.host_public_key.split()
 
 
+async def test_installed_host_key_is_presented_and_the_old_one_refused(
+    droplet_host: DropletHost,
+) -> None:
+    # What cloud-init's ssh_keys does on a droplet: the host key pair comes from outside.
+    key = authorized_client_key(droplet_host)
+    old = droplet_host.host_public_key
+    new = asyncssh.generate_private_key("ssh-ed25519")
+    public = " ".join(new.export_public_key().decode().split()[:2])
+    droplet_host.set_host_key(new.export_private_key().decode(), public)
+    assert droplet_host.host_public_key == public != old
+    seen = await asyncssh.get_server_host_key(droplet_host.addr, droplet_host.ssh_port, config=[])
+    assert seen is not None and seen.export_public_key().decode().split()[:2] == public.split()
+    async with connect(droplet_host, key) as conn:  # pinned to the new key
+        assert (await conn.run("id -u", check=True)).stdout == "0\n"
+    with pytest.raises(asyncssh.HostKeyNotVerifiable):
+        async with connect(droplet_host, key, pinned=old):
+            pass
+    with pytest.raises(ValueError, match="does not belong"):
+        droplet_host.set_host_key(new.export_private_key().decode(), old)
+
+
+async def test_ssh_closed_until_boot_and_wg0_replaced(droplet_host: DropletHost) -> None:
+    key = authorized_client_key(droplet_host)
+    droplet_host.close_ssh()
+    assert not droplet_host.ssh_open
+    with pytest.raises(OSError):
+        async with connect(droplet_host, key):
+            pass
+    # The stand-in itself still works: wg0 comes up, and is replaced as a new machine's would.
+    first, _ = wg_keypair()
+    droplet_host.bring_up_wg0(server_conf(first))
+    droplet_host.take_down_wg0()
+    assert droplet_host.run("ip link show wg0").returncode != 0
+    second, second_pub = wg_keypair()
+    droplet_host.bring_up_wg0(server_conf(second))
+    droplet_host.open_ssh()
+    assert droplet_host.ssh_open
+    async with connect(droplet_host, key) as conn:
+        shown = await conn.run("wg show wg0 public-key", check=True)
+    assert str(shown.stdout).strip() == second_pub
+
+
 async def test_first_boot_marker_is_private(droplet_host: DropletHost) -> None:
     marker = "/var/lib/cloud/instance/boot-finished"
     host_before = os.path.exists(marker)

@@ -14,12 +14,13 @@ from bot.adapters.ssh import public_key_line
 from bot.core import Core
 from bot.db.models import Droplet, OpState, VpnPeer
 from bot.errors import HostKeyMismatch
+from bot.operations import OperationView
 from bot.services.audit import Actor
 from bot.services.droplets import Timing, site_tag
 from bot.settings import Settings
 from bot.site import parse_site
 from bot.wgkeys import public_key
-from tests.cloudsim import cloud_init
+from tests.cloudsim import cloud_init, host_key_from_user_data
 from tests.fakes.digitalocean_api import FakeDigitalOcean
 from tests.infra.droplet_host import DropletHost
 
@@ -58,7 +59,7 @@ async def do_core(do_settings: Settings) -> AsyncIterator[Core]:
         await core.close()
 
 
-async def provision(core: Core, name: str = "farm") -> OpState:
+async def provision(core: Core, name: str = "farm") -> OperationView:
     view = await core.provision(name, Actor.cli())
     final = await core.operations.wait(view.id)
     return final
@@ -83,8 +84,10 @@ async def test_provision_end_to_end_and_idempotent(
     assert len(fake_do.keys) == 1 and d.ssh_keys == [fake_do.keys[0].id]
     assert (row.do_id, row.status, row.public_ipv4) == (d.id, "active", droplet_host.addr)
     assert row.price_monthly == 4.0
-    # host key pinned on first contact
-    assert row.ssh_host_key == droplet_host.host_public_key
+    # host key: the one camreach gave the droplet in its user data, pinned before it booted
+    assert d.user_data is not None
+    _, given = host_key_from_user_data(d.user_data)
+    assert row.ssh_host_key == given == droplet_host.host_public_key
     # the server runs WireGuard with the router peer routing the site LAN
     dump = droplet_host.run("wg show wg0 dump").stdout.splitlines()
     server_private = dump[0].split("\t")[0]
@@ -113,6 +116,12 @@ async def test_crash_between_create_and_save_never_pays_twice(
     assert final.state is OpState.SUCCEEDED, final.error
     assert len(fake_do.droplets) == 1
     assert fake_do.count("POST", "/v2/droplets") == 1
+    # the adopted droplet keeps the host key its create call gave it
+    (d,) = fake_do.droplets.values()
+    assert d.user_data is not None
+    async with do_core.sessions() as s:
+        pin = (await s.execute(select(Droplet.ssh_host_key))).scalar_one()
+    assert pin == host_key_from_user_data(d.user_data)[1] == droplet_host.host_public_key
 
 
 @pytest.mark.parametrize(
@@ -160,12 +169,22 @@ async def test_changed_host_key_is_refused(
 ) -> None:
     async with cloud_init(fake_do, droplet_host):
         assert (await provision(do_core)).state is OpState.SUCCEEDED
-    async with do_core.sessions.begin() as s:
-        row = (await s.execute(select(Droplet))).scalar_one()
-        row.ssh_host_key = public_key_line(asyncssh.generate_private_key("ssh-ed25519"))
-    with pytest.raises(HostKeyMismatch):
+    # The droplet answers with another key than the one camreach gave it.
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    await asyncio.to_thread(droplet_host.set_host_key,
+                            other.export_private_key().decode(), public_key_line(other))
+    with pytest.raises(HostKeyMismatch, match="other than the one camreach gave it"):
         async with do_core.droplets.session("farm"):
             pass
     final = await provision(do_core)
     assert final.state is OpState.FAILED and final.error is not None
-    assert "not the one camreach pinned" in final.error
+    assert "other than the one camreach gave it" in final.error
+    assert "camreach sent nothing" in final.error
+    # A pin that is not the key camreach gave (say, pinned on first contact by an older
+    # camreach) is refused in the adapter's words.
+    async with do_core.sessions.begin() as s:
+        row = (await s.execute(select(Droplet))).scalar_one()
+        row.ssh_host_key = public_key_line(asyncssh.generate_private_key("ssh-ed25519"))
+    with pytest.raises(HostKeyMismatch, match="not the one camreach pinned"):
+        async with do_core.droplets.session("farm"):
+            pass

@@ -1,15 +1,17 @@
 """SSH to the droplet and the router: pinned host keys, timeouts, typed errors.
 
 Every connection goes through :func:`ssh_session`. With a pinned key the server must present
-exactly that key; without one (first contact) any key is accepted and reported back as
-``conn.host_key`` so the caller can pin it. Library errors become camreach errors here.
+exactly that key (no other key, no certificate); asyncssh checks it during the key exchange,
+before camreach authenticates, so nothing is sent to a server that fails the check. Without
+one (first contact) any key is accepted and reported back as ``conn.host_key`` so the caller
+can pin it. Library errors become camreach errors here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
@@ -19,18 +21,30 @@ from bot.errors import AuthRejected, CamreachError, HostKeyMismatch, RemoteFaile
 
 __all__ = [
     "CommandResult",
+    "MismatchMessage",
     "SshConnection",
     "SshTarget",
+    "fingerprint",
     "generate_client_key",
+    "host_key_mismatch",
     "public_key_line",
     "ssh_errors",
     "ssh_session",
 ]
 
 
+# The message for a server presenting a key other than the pinned one, given the SHA256
+# fingerprints of the pinned key and of the key presented ("an unknown key" if none was seen).
+MismatchMessage = Callable[[str, str], str]
+
+
 @dataclass(frozen=True)
 class SshTarget:
-    """Where and how to log in. ``label`` names the machine in messages ("the router")."""
+    """Where and how to log in. ``label`` names the machine in messages ("the router").
+
+    ``mismatch_message`` words a refused host key for machines whose key camreach knows from
+    elsewhere (the droplet's, which camreach generated); the default speaks of a pinned key.
+    """
 
     host: str
     port: int = 22
@@ -41,6 +55,7 @@ class SshTarget:
     password: str | None = field(default=None, repr=False)
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
+    mismatch_message: MismatchMessage | None = field(default=None, repr=False, compare=False)
 
     @property
     def where(self) -> str:
@@ -135,6 +150,42 @@ class SshConnection:
         return res.stdout if res.ok else None
 
 
+def fingerprint(public_key: str) -> str:
+    """``SHA256:...`` of a public key line, as ``ssh-keygen -l`` shows it."""
+    fp: str = asyncssh.import_public_key(public_key).get_fingerprint("sha256")
+    return fp
+
+
+def host_key_mismatch(target: SshTarget, presented: asyncssh.SSHKey | None) -> HostKeyMismatch:
+    """The error for a server whose host key is not ``target.pinned_host_key``."""
+    pinned = fingerprint(target.pinned_host_key) if target.pinned_host_key else "none"
+    seen = presented.get_fingerprint("sha256") if presented is not None else "an unknown key"
+    if target.mismatch_message is not None:
+        return HostKeyMismatch(target.mismatch_message(pinned, seen))
+    return HostKeyMismatch(
+        f"The SSH host key of {target.where} is not the one camreach pinned (it presented "
+        f"{seen}, camreach pinned {pinned}). If you reinstalled or replaced it, clear the pinned "
+        "key on purpose; otherwise someone may be intercepting the connection. Nothing was sent."
+    )
+
+
+class _HostKeyWitness(asyncssh.SSHClient):
+    """Remembers the host key a server presented when it was not a trusted one.
+
+    asyncssh asks its client about a key outside ``known_hosts`` during the key exchange;
+    the answer stays no, this only keeps the key for the error message.
+    """
+
+    def __init__(self) -> None:
+        self.refused: asyncssh.SSHKey | None = None
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        self.refused = key
+        return False
+
+
 def _first_word(command: str) -> str:
     return command.strip().split(" ", 1)[0][:40]
 
@@ -147,11 +198,7 @@ def ssh_errors(target: SshTarget, command: str | None = None) -> Iterator[None]:
     except CamreachError:
         raise
     except asyncssh.HostKeyNotVerifiable as exc:
-        raise HostKeyMismatch(
-            f"The SSH host key of {target.where} is not the one camreach pinned. If you "
-            "reinstalled or replaced it, clear the pinned key on purpose; otherwise someone may "
-            "be intercepting the connection. Nothing was sent."
-        ) from exc
+        raise host_key_mismatch(target, None) from exc
     except asyncssh.PermissionDenied as exc:
         raise AuthRejected(
             f"{target.where} refused the login for {target.user!r}. Check the password or key "
@@ -183,30 +230,41 @@ async def ssh_session(
     """Open a connection (optionally through another one, e.g. the droplet as jump host)."""
     known_hosts: object = None
     if target.pinned_host_key:
+        # Exactly this key: no CA keys (so no OpenSSH host certificate passes), nothing revoked;
+        # asyncssh then asks the server for this key's algorithm only.
         pinned = asyncssh.import_public_key(target.pinned_host_key)
         known_hosts = ([pinned], [], [])
     keys = [asyncssh.import_private_key(target.client_key)] if target.client_key else []
+    witness = _HostKeyWitness()
     with ssh_errors(target):
-        conn = await asyncio.wait_for(
-            asyncssh.connect(
-                target.host,
-                target.port,
-                username=target.user,
-                password=target.password,
-                client_keys=keys,
-                known_hosts=known_hosts,
-                tunnel=tunnel.raw if tunnel is not None else (),
-                agent_path=None,
-                config=[],
-                keepalive_interval=15,
-                connect_timeout=target.connect_timeout,
-                login_timeout=target.connect_timeout,
-                preferred_auth="publickey,password,keyboard-interactive"
-                if target.password
-                else "publickey",
-            ),
-            timeout=target.connect_timeout + 5,
-        )
+        try:
+            conn = await asyncio.wait_for(
+                asyncssh.connect(
+                    target.host,
+                    target.port,
+                    username=target.user,
+                    password=target.password,
+                    client_keys=keys,
+                    known_hosts=known_hosts,
+                    # No X.509 host certificates either (a CA bundle in ~/.ssh would vouch
+                    # for servers camreach never pinned).
+                    x509_trusted_certs=None,
+                    client_factory=lambda: witness,
+                    tunnel=tunnel.raw if tunnel is not None else (),
+                    agent_path=None,
+                    config=[],
+                    keepalive_interval=15,
+                    connect_timeout=target.connect_timeout,
+                    login_timeout=target.connect_timeout,
+                    preferred_auth="publickey,password,keyboard-interactive"
+                    if target.password
+                    else "publickey",
+                ),
+                timeout=target.connect_timeout + 5,
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            # Refused in the key exchange: no login was attempted, nothing was sent.
+            raise host_key_mismatch(target, witness.refused) from exc
     try:
         yield SshConnection(conn, target)
     finally:

@@ -10,9 +10,15 @@ one rule matched by interface name (it holds before wg0 exists). With ufw the sa
 ``ufw route allow`` plus ``DEFAULT_FORWARD_POLICY`` edits, and it brings its own chains that
 would interleave with wg-quick PostUp rules. No NAT is needed (see ``wg_conf.py``).
 
-Secrets: the document holds the server's private key (it has to; DigitalOcean keeps user
-data and serves it to the droplet's metadata endpoint) and peers' preshared keys if there
-are any. Nothing else secret is passed in.
+SSH host key: camreach makes the droplet's host key pair itself (``bot.sshkeys``) and the
+document installs it through cloud-init's ``ssh_keys``, with ``ssh_deletekeys`` removing any
+key the image came with (and, ``ssh_keys`` being given, cloud-init generates none). camreach
+pinned the public half before the droplet existed, so its first SSH connection is verified
+against a key it knows rather than trusting whoever answers first.
+
+Secrets: the document holds the WireGuard server's private key and the droplet's SSH host
+private key (it has to; DigitalOcean keeps user data and serves it to the droplet's metadata
+endpoint) and peers' preshared keys if there are any. Nothing else secret is passed in.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import yaml
 from bot.errors import ValidationFailed
 from bot.render.model import ServerConfig
 from bot.render.wg_conf import server_conf
+from bot.sshkeys import HostKeyPair
 
 __all__ = [
     "NFTABLES_PATH",
@@ -104,8 +111,9 @@ def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def render_user_data(cfg: ServerConfig, *, ssh_port: int = 22) -> str:
-    """``#cloud-config`` user data for a fresh Ubuntu droplet.
+def render_user_data(cfg: ServerConfig, *, host_key: HostKeyPair, ssh_port: int = 22) -> str:
+    """``#cloud-config`` user data for a fresh Ubuntu droplet whose SSH host key is
+    ``host_key`` (the only one it will have).
 
     Order on first boot: files are written early (init stage); packages are installed in
     the final stage, then ``runcmd`` loads the firewall *before* bringing the tunnel up,
@@ -115,6 +123,8 @@ def render_user_data(cfg: ServerConfig, *, ssh_port: int = 22) -> str:
         raise ValidationFailed("ssh_port: a port is a number from 1 to 65535")
     if ssh_port == cfg.listen_port:
         raise ValidationFailed("ssh_port: must differ from the WireGuard port")
+    if not isinstance(host_key, HostKeyPair) or not host_key.public.startswith("ssh-ed25519 "):
+        raise ValidationFailed("host_key: the droplet needs an ed25519 host key pair")
     wg_unit = f"wg-quick@{cfg.interface}"
     runcmd: list[Any] = [
         ["chmod", "700", "/etc/wireguard"],
@@ -136,6 +146,12 @@ def render_user_data(cfg: ServerConfig, *, ssh_port: int = 22) -> str:
         "package_update": True,
         "packages": ["wireguard", "nftables", "unattended-upgrades"],
         "ssh_pwauth": False,
+        # cloud-init's cc_ssh: delete the image's host keys, write exactly this pair.
+        "ssh_deletekeys": True,
+        "ssh_keys": {
+            "ed25519_private": host_key.private_openssh,
+            "ed25519_public": host_key.public,
+        },
         "write_files": [
             _file(WG_CONF_PATH.format(interface=cfg.interface), server_conf(cfg), "0600"),
             _file(SYSCTL_PATH, "net.ipv4.ip_forward = 1\n", "0644"),

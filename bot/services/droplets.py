@@ -3,6 +3,13 @@
 Exactly one droplet per site, whatever happens: before creating, camreach looks the droplet
 up by its site tag, so a repeated apply, or one after a crash between DigitalOcean's create
 call and the database write, adopts the droplet that exists instead of paying for a second.
+
+The droplet's SSH host key is never learned over the network: camreach generates the pair for
+each create call, stores the private half as a secret of the site (encrypted like the others),
+hands the pair to the droplet in its user data and pins the public half with the droplet's
+record, so the first connection already verifies it. A retry that adopts the droplet the
+create call made keeps that pair; a new droplet (after a destroy) gets a new one. Pins are
+never cleared: a droplet id new to the record is pinned to the key camreach gave that droplet.
 """
 
 from __future__ import annotations
@@ -12,10 +19,11 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -28,7 +36,7 @@ from bot.adapters.digitalocean import (
     SizeInfo,
     _image_info,
 )
-from bot.adapters.ssh import SshConnection, SshTarget, ssh_session
+from bot.adapters.ssh import SshConnection, SshTarget, host_key_mismatch, ssh_session
 from bot.crypto import SecretBox
 from bot.db.models import Droplet, PeerKind, Site, VpnPeer
 from bot.errors import (
@@ -44,9 +52,10 @@ from bot.render.cloud_init import render_user_data
 from bot.render.model import ServerConfig
 from bot.render.wg_conf import device_peer, router_peer
 from bot.services import identity, sites
-from bot.services.secrets import SecretStore
+from bot.services.secrets import SecretStore, get_secret
 from bot.services.vpn_keys import ensure_site_keys
 from bot.site import DropletSpec, SiteSpec
+from bot.sshkeys import HostKeyPair
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +82,48 @@ def site_tag(site_id: int) -> str:
 
 def droplet_name(site: str) -> str:
     return f"camreach-{site}"
+
+
+def host_key_secret_name(site: str) -> str:
+    """The secret holding the private half of the SSH host key camreach gave the site's
+    droplet; under the site's ``site:<name>:`` prefix, so it goes when the site does."""
+    return f"site:{site}:droplet-host-key"
+
+
+def droplet_key_mismatch(site_name: str, where: str, given: str, presented: str) -> str:
+    """What to say when the droplet presents a host key other than the one camreach gave it."""
+    return (
+        f"The droplet of {site_name} ({where}) answered with a host key other than the one "
+        f"camreach gave it (camreach gave it {given}, it presented {presented}): someone else "
+        "may be answering at that address. camreach sent nothing. If you rebuilt the droplet "
+        f"or changed its host key yourself, delete it with {action('site destroy', site_name)} "
+        f"and create it again with {action('setup', site_name)}; otherwise find out who "
+        f"answers at {where} before using this site."
+    )
+
+
+async def pin_host_key(
+    sessions: async_sessionmaker[AsyncSession], droplet_id: int, do_id: int | None, key: str
+) -> str | None:
+    """Pin ``key`` on the droplet row unless one is pinned already; the key pinned afterwards
+    (None when the row is gone or records another droplet now).
+
+    Compare-and-set, decided by the database (``UPDATE … WHERE ssh_host_key IS NULL``): of two
+    connections pinning at once exactly one wins and the other reads the winner's key. A
+    PostgreSQL update waiting on the winner's row lock re-checks the condition once it
+    commits; SQLite writers take the database lock in turn.
+    """
+    async with sessions.begin() as s:
+        await s.execute(
+            update(Droplet)
+            .where(Droplet.id == droplet_id, Droplet.do_id == do_id,
+                   Droplet.ssh_host_key.is_(None))
+            .values(ssh_host_key=key)
+            .execution_options(synchronize_session=False)
+        )
+        return (await s.execute(
+            select(Droplet.ssh_host_key).where(Droplet.id == droplet_id, Droplet.do_id == do_id)
+        )).scalar_one_or_none()
 
 
 ClientFactory = Callable[[str], DigitalOceanClient]
@@ -145,21 +196,24 @@ class DropletService:
                 price = await do.monthly_price(spec.droplet.size)
                 await ctx.step(4, STEPS, f"Creating droplet {droplet_name(site_name)}: "
                                f"{spec.droplet.size} in {spec.droplet.region}, ${price:g}/month")
+                # A new machine, a new host key, stored before DigitalOcean hears of it: a
+                # crash after the create call leaves the key for the retry that adopts it.
+                host_key = await self._new_host_key(site_name)
                 droplet = await do.create_droplet(
                     droplet_name(site_name), spec.droplet.region, spec.droplet.size,
                     spec.droplet.image, [do_key.id], ["camreach", tag],
-                    render_user_data(server_cfg),
+                    render_user_data(server_cfg, host_key=host_key),
                 )
             except (ValidationFailed, NotFound) as exc:  # refused (422), or no such size
                 said = await self._undo_refused_apply(ctx, do, site_name, tag)
                 if said is None:
                     raise
                 raise ValidationFailed(f"{exc.user_message} {said}", detail=exc.detail) from exc
-        await self._record(site_id, spec, droplet)
+        await self._record(site_id, site_name, spec, droplet)
 
         await ctx.step(5, STEPS, "Waiting for the droplet to start")
         droplet = await do.wait_active(droplet.id, ctx.note, timeout=self.timing.active_timeout)
-        await self._record(site_id, spec, droplet)
+        await self._record(site_id, site_name, spec, droplet)
 
         await ctx.step(6, STEPS, f"Waiting for SSH and first-boot setup on {droplet.public_ipv4}")
         await self._wait_ready(ctx, site_name)
@@ -221,7 +275,20 @@ class DropletService:
             ).scalars().all()
             return site.id, spec, server_config(spec, server_key, router, list(phones))
 
-    async def _record(self, site_id: int, spec: SiteSpec, info: DropletInfo) -> None:
+    async def _new_host_key(self, site_name: str) -> HostKeyPair:
+        """A fresh host key pair for the droplet about to be created, replacing the site's
+        previous one (that droplet is gone: none was found by the site's tag)."""
+        pair = HostKeyPair.generate()
+        await self._secrets.put(host_key_secret_name(site_name), pair.private_openssh)
+        return pair
+
+    async def _given_host_key(self, s: AsyncSession, site_name: str) -> HostKeyPair | None:
+        """The host key pair camreach gave the site's droplet in its user data, if any."""
+        private = await get_secret(s, self._box, host_key_secret_name(site_name))
+        return HostKeyPair.from_private(private) if private is not None else None
+
+    async def _record(self, site_id: int, site_name: str, spec: SiteSpec,
+                      info: DropletInfo) -> None:
         async with self._sessions.begin() as s:
             row = (
                 await s.execute(select(Droplet).where(Droplet.site_id == site_id))
@@ -231,7 +298,17 @@ class DropletService:
                               size=info.size, image=spec.droplet.image)
                 s.add(row)
             if row.do_id != info.id:
-                row.ssh_host_key = None  # a different machine: pin afresh
+                # A droplet this record has not held: the one the last create call made (the
+                # only droplet of the site, found by its tag), so its key is the one that call
+                # put in its user data. Pinned before anything connects to it.
+                given = await self._given_host_key(s, site_name)
+                if given is not None:
+                    row.ssh_host_key = given.public
+                elif row.ssh_host_key is not None:
+                    # Made before camreach gave droplets their keys: nothing is known about
+                    # this one's key, and the old pin is not cleared; a connection is refused.
+                    log.warning("site %s: droplet #%s has no host key from camreach; keeping "
+                                "the pin of droplet #%s", site_name, info.id, row.do_id)
             row.do_id, row.name, row.status = info.id, info.name, info.status
             row.region, row.size = info.region, info.size
             row.public_ipv4 = info.public_ipv4
@@ -249,7 +326,9 @@ class DropletService:
                         return
                     await ctx.note("SSH works; waiting for the first-boot setup to finish")
             except (Unreachable, AuthRejected) as exc:
-                # While booting, sshd may be down or root's key not installed yet.
+                # While booting, sshd may be down or root's key not installed yet. A host key
+                # other than the one camreach gave the droplet is not waited out: sshd starts
+                # only after cloud-init wrote that key, so another key is another machine.
                 last = exc
                 await ctx.note("Waiting for SSH on the droplet")
             await asyncio.sleep(self.timing.poll)
@@ -266,23 +345,42 @@ class DropletService:
     # -- reaching the droplet ------------------------------------------------------
     @asynccontextmanager
     async def session(self, site_name: str) -> AsyncIterator[SshConnection]:
-        """SSH to the site's droplet as root, pinning its host key on first contact."""
+        """SSH to the site's droplet as root; its host key must be the pinned one, which is
+        the key camreach gave it. asyncssh checks the key before logging in, so a droplet
+        that fails the check is sent nothing.
+
+        Only a droplet recorded before camreach made droplet host keys can lack a pin; its
+        key is pinned on first contact, compare-and-set (see :func:`pin_host_key`).
+        """
         async with self._sessions() as s:
             site = await _site(s, site_name)
             d = site.droplet
             if d is None or not d.public_ipv4:
                 raise NotFound(f"Site {site_name} has no droplet yet. Run "
                                f"{action('setup', site_name)} first.")
-            pinned, address, droplet_id = d.ssh_host_key, d.public_ipv4, d.id
+            pinned, address, droplet_id, do_id = d.ssh_host_key, d.public_ipv4, d.id, d.do_id
+            given = await self._given_host_key(s, site_name) if pinned is not None else None
         key = await identity.client_key(self._secrets)
+        # The droplet's own wording when the pin is the key camreach gave it; else the
+        # adapter's, about a key pinned on first contact.
+        mismatch = (partial(droplet_key_mismatch, site_name, f"{address}:22")
+                    if given is not None and given.public == pinned else None)
         target = SshTarget(address, 22, "root", f"the droplet of {site_name}", pinned, key,
-                           connect_timeout=self.timing.ssh_connect)
+                           connect_timeout=self.timing.ssh_connect, mismatch_message=mismatch)
         async with ssh_session(target) as conn:
             if pinned is None:
-                async with self._sessions.begin() as s:
-                    row = await s.get(Droplet, droplet_id)
-                    if row is not None:
-                        row.ssh_host_key = conn.host_key
+                log.warning("site %s: the droplet has no pinned host key (it was recorded "
+                            "before camreach gave droplets their keys); pinning the one it "
+                            "presents", site_name)
+                winner = await pin_host_key(self._sessions, droplet_id, do_id, conn.host_key)
+                if winner is None:
+                    raise NotFound(f"The droplet record of {site_name} changed meanwhile; "
+                                   "nothing was done. Try again.")
+                if winner != conn.host_key:
+                    # Another connection pinned a different key meanwhile: this one, which
+                    # presented another key, is not used (nothing was run over it).
+                    raise host_key_mismatch(replace(target, pinned_host_key=winner),
+                                            conn.raw.get_server_host_key())
             yield conn
 
     # -- destroying ----------------------------------------------------------------

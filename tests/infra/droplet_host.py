@@ -46,6 +46,10 @@ _CHILD_ENV = {
     "HOME": "/root",
 }
 START_TIMEOUT = 15.0
+# While "not booted" (see DropletHost.close_ssh) sshd listens here instead of on ssh_port:
+# port 22 refuses connections, as on a droplet whose sshd has not started yet, while the
+# stand-in itself can still tell when its sshd is ready.
+CLOSED_SSH_PORT = 2200
 
 
 class DropletHostUnavailable(RuntimeError):
@@ -90,6 +94,13 @@ def _run(
     return proc
 
 
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
+        return ""
+
+
 def wg_keypair() -> tuple[str, str]:
     """(private, public) WireGuard keys, base64, from ``wg genkey``/``wg pubkey``."""
     wg = _tool("wg")
@@ -127,6 +138,7 @@ class DropletHost:
         self.host_addr = ""
         self.ssh_port = 22
         self.host_public_key = ""
+        self._listen_port = self.ssh_port
         self._index: int | None = None
         self._veth = ""
         self._tmp: Path | None = None
@@ -266,10 +278,13 @@ class DropletHost:
         _run([*keygen, "-f", str(self.host_key_path)])
         # "type base64" without the comment: what known_hosts lines and pins use.
         self.host_public_key = " ".join(Path(f"{self.host_key_path}.pub").read_text().split()[:2])
+        self._write_sshd_config()
+
+    def _write_sshd_config(self) -> None:
         (self.root / "sshd_config").write_text(
             "\n".join(
                 [
-                    f"ListenAddress {self.addr}:{self.ssh_port}",
+                    f"ListenAddress {self.addr}:{self._listen_port}",
                     f"HostKey {self.host_key_path}",
                     f"PidFile {self.root / 'sshd.pid'}",
                     f"AuthorizedKeysFile {self.authorized_keys_path}",
@@ -342,6 +357,7 @@ class DropletHost:
             )  # fmt: skip
 
     def _wait_for_sshd(self, deadline: float) -> None:
+        """Until sshd answers with its banner (it is in its accept loop, signals handled)."""
         assert self._sshd is not None
         while time.monotonic() < deadline:
             if self._sshd.poll() is not None:
@@ -349,7 +365,7 @@ class DropletHost:
             with socket.socket() as sock:
                 sock.settimeout(0.5)
                 try:
-                    sock.connect((self.addr, self.ssh_port))
+                    sock.connect((self.addr, self._listen_port))
                     banner = sock.recv(64)
                 except OSError:
                     time.sleep(0.02)
@@ -378,7 +394,74 @@ class DropletHost:
                     self._sshd.wait(timeout=0.05)
             time.sleep(0.05)
 
+    def _restart_sshd(self) -> None:
+        """SIGHUP: sshd re-executes itself in place (same pid and namespaces), rereading its
+        config and host keys; returns once the new sshd answers on its listen port."""
+        if self._sshd is None:
+            raise RuntimeError("DropletHost not started")
+        listening = self.sshd_log.count("Server listening on")
+        os.kill(self._sshd.pid, signal.SIGHUP)
+        deadline = time.monotonic() + START_TIMEOUT
+        # The old sshd may still answer for a moment: wait for the new one's log line first.
+        while self.sshd_log.count("Server listening on") <= listening:
+            if self._sshd.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not restart:\n{self.sshd_log}")
+            time.sleep(0.01)
+        self._wait_for_sshd(deadline)
+
     # -- droplet-side operations ------------------------------------------------------
+
+    @property
+    def ssh_open(self) -> bool:
+        """Whether sshd listens on ``addr:ssh_port`` (see :meth:`close_ssh`)."""
+        return self._listen_port == self.ssh_port
+
+    def close_ssh(self) -> None:
+        """Refuse SSH on ``addr:ssh_port``, like a droplet that has not booted yet (its sshd
+        starts after cloud-init wrote its host key). sshd keeps running, so :meth:`run`
+        works; it listens on ``CLOSED_SSH_PORT`` meanwhile."""
+        if self.ssh_open:
+            self._listen_port = CLOSED_SSH_PORT
+            self._write_sshd_config()
+            self._restart_sshd()
+
+    def open_ssh(self) -> None:
+        """Accept SSH on ``addr:ssh_port`` again (presenting the current host key)."""
+        if not self.ssh_open:
+            self._listen_port = self.ssh_port
+            self._write_sshd_config()
+            self._restart_sshd()
+
+    def set_host_key(self, private_openssh: str, public: str) -> None:
+        """Install this ed25519 host key pair as sshd's (what cloud-init's ``ssh_keys`` does)
+        and make sshd present it from now on; ``host_public_key`` follows."""
+        key = self.host_key_path
+        key.write_text(private_openssh if private_openssh.endswith("\n")
+                       else private_openssh + "\n")
+        key.chmod(0o600)
+        Path(f"{key}.pub").write_text(public.strip() + "\n")
+        derived = _run([_tool("ssh-keygen"), "-y", "-f", str(key)]).stdout
+        if derived.split()[:2] != public.split()[:2]:
+            raise ValueError("the public host key does not belong to the private one")
+        self.host_public_key = " ".join(public.split()[:2])
+        self._restart_sshd()
+
+    def take_down_wg0(self) -> None:
+        """Remove wg0 and stop its wireguard-go, if it runs (a machine replaced in place)."""
+        self.run("ip link del wg0 2>/dev/null || true", check=True)
+        deadline = time.monotonic() + 10
+        while True:
+            listed = _run(["ip", "netns", "pids", self.netns], check=False).stdout.split()
+            alive = [int(p) for p in listed if _comm(p) == "wireguard-go"]
+            if not alive:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("wireguard-go did not exit")
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            time.sleep(0.05)
+        (self.run_dir / "wireguard" / "wg0.sock").unlink(missing_ok=True)
 
     def authorize(self, public_key_openssh: str) -> None:
         """Let this OpenSSH-format public key log in as root."""
