@@ -104,15 +104,20 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def bench_settings(data_dir: Path) -> Settings:
+    """Settings for a throw-away bot: its own data dir and key, the admin of the benchmarks."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        camreach_admins=str(ADMIN),
+        camreach_data_dir=data_dir,
+        camreach_secret_key=SecretStr(Fernet.generate_key().decode()),
+        telegram_bot_token=SecretStr("1:x"),
+    )
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            camreach_admins=str(ADMIN),
-            camreach_data_dir=Path(tmp),
-            camreach_secret_key=SecretStr(Fernet.generate_key().decode()),
-            telegram_bot_token=SecretStr("1:x"),
-        )
+        settings = bench_settings(Path(tmp))
         await seed(settings)
         starts, rss = await startup_and_memory(settings)
         lat = await status_latency(settings)

@@ -15,12 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-from pydantic import SecretStr
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_foundation import ADMIN, bench_settings, pct  # noqa: E402
 from bot.core import Core  # noqa: E402
 from bot.services.audit import Actor  # noqa: E402
 from bot.settings import Settings  # noqa: E402
@@ -29,14 +27,8 @@ from tests.botharness import running_bot  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegramAPI  # noqa: E402
 from tests.test_tg_concurrency import SilentPort  # noqa: E402
 
-ADMIN = 1001
 REQUESTS = 200
 HANGING = 5
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def replies(api: FakeTelegramAPI, command: str, expect: str) -> list[float]:
@@ -71,13 +63,7 @@ async def measure(settings: Settings, silent: SilentPort, hang: bool) -> dict[st
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            camreach_admins=str(ADMIN),
-            camreach_data_dir=Path(tmp),
-            camreach_secret_key=SecretStr(Fernet.generate_key().decode()),
-            telegram_bot_token=SecretStr("1:x"),
-        )
+        settings = bench_settings(Path(tmp))
         async with SilentPort() as silent:
             core = await Core.open(settings)
             # The router is a silent port on 127.0.0.1 (a loopback router.host is allowed: an SSH

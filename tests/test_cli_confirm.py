@@ -106,7 +106,8 @@ def test_dry_run_diff_is_field_by_field(cli_env: dict[str, str], settings: Setti
     assert created.returncode == 0, created.stderr
     assert "farmhouse: would create" in created.stdout
     assert ("  + cameras.porch: host=192.168.1.64, port=80, user=admin, "
-            "password_env=CAM_PASSWORD, kind=hikvision") in created.stdout.splitlines()
+            "password_env=CAM_PASSWORD, kind=hikvision, via=droplet"
+            ) in created.stdout.splitlines()
     assert "  vpn.port: (none) → 51820" in created.stdout.splitlines()
     assert camreach(cli_env, "site", "apply", str(site_file)).returncode == 0  # no token: stored
 
@@ -125,7 +126,7 @@ def test_dry_run_diff_is_field_by_field(cli_env: dict[str, str], settings: Setti
         "  vpn.port: 51820 → 51821",
         f"  modem.apn: airtelgprs.com → {LONG_APN}",
         "  cameras.porch.host: 192.168.1.64 → 192.168.1.65",
-        "  + cameras.back: host=192.168.1.70, port=8080, user=viewer, kind=onvif",
+        "  + cameras.back: host=192.168.1.70, port=8080, user=viewer, kind=onvif, via=droplet",
     ]
     assert len(LONG_APN) > 60 and "..." not in dry.stdout
     assert stored_spec(settings)["vpn"]["port"] == 51820  # the dry run changed nothing
@@ -136,7 +137,7 @@ def test_dry_run_diff_is_field_by_field(cli_env: dict[str, str], settings: Setti
     assert dry.stdout.splitlines() == [
         "farmhouse: would update",
         "  - cameras.porch: host=192.168.1.65, port=80, user=admin, password_env=CAM_PASSWORD,"
-        " kind=hikvision",
+        " kind=hikvision, via=droplet",
     ]
     assert [c["name"] for c in stored_spec(settings)["cameras"]] == ["porch", "back"]
 
