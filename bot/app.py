@@ -25,11 +25,13 @@ from bot import texts
 from bot.core import Core
 from bot.errors import ConfigError, Unreachable
 from bot.operations import OperationView
+from bot.services.cameras import DailyCamera
 from bot.settings import BOTFATHER_HELP, Settings
 from handlers import basic, operations, status
 from handlers.access import AccessGuard
 from handlers.context import CamreachContext, attach_core
 from handlers.runtime import DatabasePersistence, OrderedUpdateProcessor
+from jobs.daily import DailySnapshots
 from jobs.scheduler import schedule_jobs
 
 log = logging.getLogger(__name__)
@@ -71,15 +73,22 @@ def build_application(settings: Settings, core: Core) -> App:
     async def on_abandoned(views: list[OperationView]) -> None:
         await operations.announce_interrupted(app.bot, core.admin_ids(), views)
 
+    async def send_daily(cam: DailyCamera) -> None:
+        from handlers.camera import send_daily
+
+        await send_daily(app.bot, core.admin_ids(), await core.snapshots(cam.site, cam.camera))
+
     schedule_jobs(app.job_queue, core, on_abandoned,
-                  lease_check_every=core.settings.camreach_lease_seconds)
+                  lease_check_every=core.settings.camreach_lease_seconds,
+                  daily=DailySnapshots(core.daily_cameras, send_daily))
     return app
 
 
 def _feature_handlers() -> list[Any]:
-    from handlers import droplet, flash, peers, router, setup
+    from handlers import camera, droplet, flash, peers, router, setup
 
     return [
+        *camera.camera_handlers(),
         *flash.flash_handlers(),
         *setup.setup_handlers(),
         *peers.peer_handlers(),

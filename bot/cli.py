@@ -621,6 +621,98 @@ async def router_modem(ctx: click.Context, site: str) -> None:
     click.echo(status.summary())
 
 
+@main.command("snapshot")
+@click.argument("site")
+@click.option("--camera", help="The camera (needed when the site has several).")
+@click.option("--channel", type=click.Choice(["main", "sub"]), default="main", show_default=True,
+              help="main: full resolution; sub: the smaller sub stream.")
+@click.option("-o", "--output", "out", required=True,
+              type=click.Path(path_type=Path, dir_okay=False), help="Where to write the JPEG.")
+@click.pass_context
+@run_async
+async def snapshot(ctx: click.Context, site: str, camera: str | None, channel: str,
+                   out: Path) -> None:
+    """A fresh picture from a camera of SITE, written to FILE exactly as the camera sent it."""
+
+    async def work(core: Core) -> bytes:
+        if camera is None:
+            names = [c.name for c in await core.camera_views(site)]
+            if len(names) > 1:
+                raise ValidationFailed(f"{site} has {len(names)} cameras ({', '.join(names)}): "
+                                       "name one with --camera.")
+        (picture,) = await core.snapshots(site, camera, "sub" if channel == "sub" else "main")
+        return picture.data
+
+    data = await with_core(settings_from(ctx), work, site=site)
+    await asyncio.to_thread(out.write_bytes, data)
+    click.echo(f"{out}: {len(data)} bytes", err=True)
+
+
+@main.group("camera")
+def camera_group() -> None:
+    """The cameras of a site: add, list, remove."""
+
+
+@camera_group.command("add")
+@click.argument("site")
+@click.argument("name")
+@click.option("--host", required=True, help="The camera's LAN address.")
+@click.option("--port", type=int, default=80, show_default=True)
+@click.option("--user", default="admin", show_default=True)
+@click.option("--password-env", help="Environment variable that holds its password.")
+@click.option("--kind", type=click.Choice(["hikvision", "generic"]), default="hikvision",
+              show_default=True)
+@click.option("--snapshot-url", help="generic cameras: the picture's path, e.g. /snap.jpg")
+@click.option("--via", type=click.Choice(["droplet", "direct"]), default="droplet",
+              show_default=True, help="How camreach reaches it (see README).")
+@click.pass_context
+@run_async
+async def camera_add(ctx: click.Context, site: str, name: str, host: str, port: int, user: str,
+                     password_env: str | None, kind: str, snapshot_url: str | None,
+                     via: str) -> None:
+    """Add camera NAME to SITE (or replace the one of that name)."""
+    camera: dict[str, Any] = {"name": name, "host": host, "port": port, "user": user,
+                              "password_env": password_env, "kind": kind,
+                              "snapshot_url": snapshot_url, "via": via}
+    await with_core(settings_from(ctx), lambda c: c.add_camera(site, camera, Actor.cli()),
+                    site=site)
+    click.echo(f"{site}: camera {name} at {host}:{port} ({kind}, via {via}).")
+
+
+@camera_group.command("list")
+@click.argument("site")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
+@click.pass_context
+@run_async
+async def camera_list(ctx: click.Context, site: str, as_json: bool) -> None:
+    """The cameras of SITE, with what they said about themselves."""
+    views = await with_core(settings_from(ctx), lambda c: c.camera_views(site), site=site)
+    if as_json:
+        click.echo(json.dumps([v.to_json() for v in views], indent=2))
+        return
+    for v in views:
+        about = " ".join(x for x in (v.model, v.serial) if x) or "not asked yet"
+        flag = "  (password refused: give a new one)" if v.refused else ""
+        click.echo(f"{v.name}: {v.host}:{v.port} {v.kind} via {v.via}, {about}{flag}")
+    if not views:
+        click.echo(f"{site} has no cameras.")
+
+
+@camera_group.command("remove")
+@click.argument("site")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@run_async
+async def camera_remove(ctx: click.Context, site: str, name: str, yes: bool) -> None:
+    """Remove camera NAME from SITE (and its stored password)."""
+    if not yes:
+        await confirm(f"Remove camera {name} from {site}?", nothing="nothing was removed")
+    await with_core(settings_from(ctx), lambda c: c.remove_camera(site, name, Actor.cli()),
+                    site=site)
+    click.echo(f"{site}: camera {name} removed.")
+
+
 @main.group("op")
 def op_group() -> None:
     """Operations: what ran, runs or was interrupted, by which process."""

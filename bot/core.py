@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient, RegionInfo, SizeInfo
 from bot.crypto import SecretBox
-from bot.errors import CamreachError, OperatorError
+from bot.errors import CamreachError, NotFound, OperatorError, ValidationFailed
 from bot.logs import REDACTOR
 from bot.operations import CONFIRM_AGAIN, OperationView, ProgressSink
 from bot.router.detect import Detection
@@ -19,6 +19,15 @@ from bot.router.push_plan import PushPlan
 from bot.router.service import FirstContact, RouterService
 from bot.services import identity, sites
 from bot.services.audit import Actor, AuditTrail
+from bot.services.cameras import (
+    CameraService,
+    CameraView,
+    Channel,
+    DailyCamera,
+    Picture,
+    password_secret,
+    refused_secret,
+)
 from bot.services.conversations import ConversationStore, Key
 from bot.services.droplets import DropletService, DropletView, Timing
 from bot.services.peers import NewPeer, PeerService, PeerStatus
@@ -32,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Types handlers may use without reaching into adapters.
-__all__ = ["AccountInfo", "Core", "DropletView", "SizeInfo"]
+__all__ = ["AccountInfo", "Core", "DropletView", "Picture", "SizeInfo"]
 
 
 class Core:
@@ -55,6 +64,7 @@ class Core:
         feeds = FeedConfig.from_settings(settings.camreach_openwrt_feeds,
                                          settings.camreach_openwrt_feed_key)
         self.router = RouterService(self.sessions, self.secrets, self.droplets, feeds=feeds)
+        self.cameras = CameraService(self.sessions, self.secrets, self.droplets)
         self._runner: OperationRunner | None = None
 
     def attach_runner(self, runner: OperationRunner) -> None:
@@ -309,3 +319,54 @@ class Core:
 
     async def modem_status(self, site: str) -> ModemStatus:
         return await self.router.modem_status(site)
+
+    # -- cameras ------------------------------------------------------------------------------
+    async def snapshots(self, site: str, camera: str | None = None,
+                        channel: Channel = "main") -> list[Picture]:
+        """Fresh pictures of one camera or all of the site's, within 20 s or a clear error."""
+        return await self.cameras.snapshots(site, camera, channel)
+
+    async def daily_cameras(self) -> list[DailyCamera]:
+        return await self.cameras.daily()
+
+    async def set_daily_snapshot(self, site: str, camera: str, at: str | None,
+                                 actor: Actor) -> None:
+        """``at`` "HH:MM" (the site's time) or None for off; kept in the site's spec."""
+        doc = (await self.site_spec(site)).to_json()
+        cam = next((c for c in doc.get("cameras", []) if c["name"] == camera), None)
+        if cam is None:
+            raise NotFound(f"{site} has no camera named {camera!r}.")
+        cam["daily_snapshot"] = at
+        try:
+            spec = SiteSpec.model_validate(doc)
+        except ValueError:
+            raise ValidationFailed(f"{at!r} is not a time of day: give HH:MM, e.g. 08:00, "
+                                   "or off.") from None
+        await self.apply_site(spec, actor)
+
+    async def camera_views(self, site: str) -> list[CameraView]:
+        return await self.cameras.views(site)
+
+    async def add_camera(self, site: str, camera: dict[str, Any], actor: Actor) -> None:
+        """Add (or replace) a camera in the site's spec; the spec stays the source of truth."""
+        doc = (await self.site_spec(site)).to_json()
+        doc["cameras"] = [c for c in doc.get("cameras", []) if c["name"] != camera["name"]]
+        doc["cameras"].append(camera)
+        await self.apply_site(SiteSpec.model_validate(doc), actor)
+
+    async def remove_camera(self, site: str, name: str, actor: Actor) -> None:
+        doc = (await self.site_spec(site)).to_json()
+        kept = [c for c in doc.get("cameras", []) if c["name"] != name]
+        if len(kept) == len(doc.get("cameras", [])):
+            raise NotFound(f"{site} has no camera named {name!r}.")
+        doc["cameras"] = kept
+        await self.apply_site(SiteSpec.model_validate(doc), actor)
+        for secret in (password_secret(site, name), refused_secret(site, name)):
+            await self.secrets.delete(secret)
+
+    async def set_camera_password(self, site: str, name: str, password: str,
+                                  actor: Actor) -> None:
+        REDACTOR.add(password)
+        await self.cameras.set_password(site, name, password)
+        await self.audit.record(actor, "camera.password", "stored", site=site, detail=name)
+

@@ -8,6 +8,7 @@ from bot.actions import action, for_chat
 from bot.adapters.digitalocean import RegionInfo, SizeInfo
 from bot.db.models import OpState
 from bot.operations import RERUN_ACTION, OperationView
+from bot.services.cameras import CameraView
 from bot.services.droplets import DropletView, droplet_name
 from bot.services.peers import PeerStatus
 from bot.services.sites import SiteStatus
@@ -16,6 +17,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("start", "What camreach does"),
     ("help", "The commands"),
     ("status", "State of every site"),
+    ("snapshot", "A picture from a camera: /snapshot [SITE] [CAMERA]"),
+    ("camera", "Cameras: /camera list, rtsp NAME, password NAME"),
     ("flash", "Put OpenWrt on the router (TFTP recovery)"),
     ("setup", "Create a site's VPN server: /setup [SITE]"),
     ("peer", "VPN phones and laptops: /peer add NAME, /peer list, /peer remove NAME"),
@@ -427,3 +430,50 @@ BUTTON_OPEN_PRIVATE = "Open a private chat"
 def private_only(command: str) -> str:
     return (f"{command} sends or asks for a secret, so it works in a private chat only: ask me "
             "in a private chat (the button opens one). Nothing was sent here.")
+
+
+SNAPSHOT_USAGE = "Usage: /snapshot [SITE] [CAMERA] — a picture from one camera, or from all."
+BUTTON_ANOTHER = "📷 Another"
+
+
+def snapshot_album_done(count: int) -> str:
+    return f"{count} pictures. Another round?"
+
+
+CAMERA_USAGE = ("Usage: /camera list [SITE] · /camera rtsp NAME [SITE] · "
+                "/camera password NAME [SITE] · /camera daily NAME HH:MM|off [SITE]")
+PASSWORD_NOT_DELETED = ("⚠️ I could not delete your message with the password: delete it "
+                        "yourself (long-press → Delete).")
+
+
+def camera_list_text(site: str, views: list[CameraView]) -> str:
+    if not views:
+        return f"{site} has no cameras yet (camreach camera add, or the site file)."
+    lines = [f"📷 Cameras of {site}:"]
+    for v in views:
+        about = " ".join(x for x in (v.model, v.serial) if x) or "model not read yet"
+        flag = " — password refused: /camera password " + v.name if v.refused else ""
+        lines.append(f"• {v.name}: {v.host}:{v.port}, {v.kind} via {v.via}, {about}{flag}")
+    return "\n".join(lines)
+
+
+def rtsp_text(site: str, v: CameraView) -> str:
+    base = f"rtsp://{v.user}:PASSWORD@{v.host}:554/Streaming/Channels"
+    return (f"📺 {v.name} ({site}), for a video app on a phone with its WireGuard peer "
+            f"(/peer add):\nmain stream: {base}/101\nsub stream: {base}/102\n"
+            "Put the camera's password where it says PASSWORD.")
+
+
+def ask_camera_password(camera: str) -> str:
+    return (f"Send the password of camera {camera}. I delete your message as soon as it "
+            "arrives and keep the password encrypted. /cancel to stop.")
+
+
+def camera_password_stored(camera: str) -> str:
+    return (f"🔐 Stored (encrypted). The next /snapshot of {camera} uses it.")
+
+
+def daily_set(site: str, camera: str, at: str | None) -> str:
+    if at is None:
+        return f"No more daily picture from {camera} ({site})."
+    return f"☀️ {camera} ({site}) sends a picture every day at {at}, the site's time."

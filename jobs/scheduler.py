@@ -14,6 +14,7 @@ from telegram.ext import JobQueue
 from bot.db.models import AuditLog, CheckResult, Operation, OpState
 from bot.db.types import utcnow
 from bot.operations import OperationView
+from jobs.daily import DailySnapshots
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -43,7 +44,7 @@ async def prune_history(sessions: async_sessionmaker[AsyncSession], *, days: int
 def schedule_jobs(
     queue: JobQueue[Any], core: Core,
     on_abandoned: Callable[[list[OperationView]], Awaitable[None]], *,
-    lease_check_every: float,
+    lease_check_every: float, daily: DailySnapshots | None = None,
 ) -> None:
     async def _prune(_: Any) -> None:
         await prune_history(core.sessions, days=core.settings.camreach_history_days)
@@ -57,5 +58,10 @@ def schedule_jobs(
 
     queue.run_repeating(_prune, interval=timedelta(hours=6), first=timedelta(minutes=1),
                         name="prune-history")
+    if daily is not None:
+        async def _daily(_: Any) -> None:
+            await daily.tick(utcnow())
+
+        queue.run_repeating(_daily, interval=30, first=1, name="daily-snapshots")
     queue.run_repeating(_leases, interval=lease_check_every, first=lease_check_every,
                         name="lease-check")

@@ -29,7 +29,8 @@ async def test_scheduler_runs_with_the_app(settings: Settings, api: FakeTelegram
     async with running_bot(settings, api, customize=seen.append):
         queue = seen[0].job_queue
         assert queue is not None and queue.scheduler.running
-        assert sorted(j.name for j in queue.jobs()) == ["lease-check", "prune-history"]
+        assert sorted(j.name for j in queue.jobs()) == ["daily-snapshots", "lease-check",
+                                                        "prune-history"]
     assert not queue.scheduler.running
 
 

@@ -339,6 +339,7 @@ class FakeTelegramAPI:
             "answerCallbackQuery": self._answer_callback_query,
             "sendDocument": self._send_document,
             "sendPhoto": self._send_photo,
+            "sendMediaGroup": self._send_media_group,
             "sendChatAction": self._send_chat_action,
             "getFile": self._get_file,
             "close": self._true,
@@ -1041,6 +1042,27 @@ class FakeTelegramAPI:
         if photo.data and not photo.data.startswith(_IMAGE_MAGIC):
             raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
         return self._send_media(chat_id, params, photo=photo)
+
+    async def _send_media_group(self, params: JSONDict,
+                                files: dict[str, UploadedFile]) -> list[JSONDict]:
+        """An album: 2-10 photos, each a message of its own (as Telegram stores them)."""
+        chat_id = self._chat_id(params)
+        media = params.get("media")
+        if isinstance(media, str):
+            media = json.loads(media)
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise _ApiError(400, "Bad Request: wrong number of media in the album")
+        sent = []
+        for item in media:
+            if not isinstance(item, dict) or item.get("type") != "photo":
+                raise _ApiError(400, "Bad Request: only photos in this album")
+            photo = self._input_file(item, files, "media")
+            if photo.data and not photo.data.startswith(_IMAGE_MAGIC):
+                raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
+            if "reply_markup" in item:
+                raise _ApiError(400, "Bad Request: an album has no buttons")
+            sent.append(self._send_media(chat_id, {"caption": item.get("caption")}, photo=photo))
+        return sent
 
     def _send_media(
         self,
