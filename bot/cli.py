@@ -698,6 +698,29 @@ async def camera_list(ctx: click.Context, site: str, as_json: bool) -> None:
         click.echo(f"{site} has no cameras.")
 
 
+@camera_group.command("discover")
+@click.argument("site")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
+@click.pass_context
+@run_async
+async def camera_discover(ctx: click.Context, site: str, as_json: bool) -> None:
+    """What SITE's router sees on its LAN, and which devices answer as ISAPI cameras."""
+    found = await with_core(settings_from(ctx), lambda c: c.discover_cameras(site), site=site)
+    if as_json:
+        click.echo(json.dumps([d.to_json() for d in found], indent=2))
+        return
+    if not found:
+        click.echo(f"{site}: the router sees nothing else on its LAN.")
+        return
+    table = [("IP", "MAC", "VENDOR", "HOSTNAME", "ISAPI", "MODEL", "CAMERA")] + [
+        (d.ip, d.mac, (d.vendor or "-")[:32], d.hostname or "-", "yes" if d.isapi else "no",
+         d.model or "-", d.camera or "-") for d in found]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                   .rstrip())
+
+
 @camera_group.command("remove")
 @click.argument("site")
 @click.argument("name")

@@ -29,6 +29,7 @@ from bot.services.cameras import (
     refused_secret,
 )
 from bot.services.conversations import ConversationStore, Key
+from bot.services.discovery import DiscoveredDevice, discover
 from bot.services.droplets import DropletService, DropletView, Timing
 from bot.services.peers import NewPeer, PeerService, PeerStatus
 from bot.services.secrets import SecretStore
@@ -370,3 +371,7 @@ class Core:
         await self.cameras.set_password(site, name, password)
         await self.audit.record(actor, "camera.password", "stored", site=site, detail=name)
 
+    async def discover_cameras(self, site: str) -> list[DiscoveredDevice]:
+        """What answers on the site's LAN (through its router): address, MAC, vendor, host
+        name, whether it speaks HIKVision ISAPI, and which camera of the site it is."""
+        return await discover(self.sessions, self.router, self.droplets, site)
