@@ -12,6 +12,7 @@ from bot.crypto import SecretBox
 from bot.errors import CamreachError, NotFound, OperatorError, ValidationFailed
 from bot.logs import REDACTOR
 from bot.operations import CONFIRM_AGAIN, OperationView, ProgressSink
+from bot.render.isapi import DeviceInfo
 from bot.router.detect import Detection
 from bot.router.modem_status import ModemStatus
 from bot.router.packages import FeedConfig
@@ -370,6 +371,19 @@ class Core:
         REDACTOR.add(password)
         await self.cameras.set_password(site, name, password)
         await self.audit.record(actor, "camera.password", "stored", site=site, detail=name)
+
+    async def add_camera_checked(self, site: str, name: str, host: str, user: str,
+                                 password: str, actor: Actor, *, port: int = 80) -> DeviceInfo:
+        """A camera found on the LAN: log in once (nothing is stored when that fails), then
+        add it with its password stored encrypted and what it says it is."""
+        REDACTOR.add(password)
+        via = "droplet" if await self.describe_droplet(site) is not None else "direct"
+        info = await self.cameras.try_login(site, name, host, port, user, password, via)
+        await self.add_camera(site, {"name": name, "host": host, "port": port, "user": user,
+                                     "via": via}, actor)
+        await self.set_camera_password(site, name, password, actor)
+        await self.cameras.record_info(site, name, info)
+        return info
 
     async def discover_cameras(self, site: str) -> list[DiscoveredDevice]:
         """What answers on the site's LAN (through its router): address, MAC, vendor, host

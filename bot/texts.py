@@ -440,7 +440,7 @@ def snapshot_album_done(count: int) -> str:
     return f"{count} pictures. Another round?"
 
 
-CAMERA_USAGE = ("Usage: /camera list [SITE] · /camera rtsp NAME [SITE] · "
+CAMERA_USAGE = ("Usage: /camera add [SITE] · /camera list [SITE] · /camera rtsp NAME [SITE] · "
                 "/camera password NAME [SITE] · /camera daily NAME HH:MM|off [SITE]")
 PASSWORD_NOT_DELETED = ("⚠️ I could not delete your message with the password: delete it "
                         "yourself (long-press → Delete).")
@@ -477,3 +477,34 @@ def daily_set(site: str, camera: str, at: str | None) -> str:
     if at is None:
         return f"No more daily picture from {camera} ({site})."
     return f"☀️ {camera} ({site}) sends a picture every day at {at}, the site's time."
+
+
+CAMERA_LOOKING = "🔎 Looking for cameras on the site's LAN (through the router)…"
+CAMERA_BAD_USER = "A user name is one word of at most 64 characters. Send it again."
+
+
+def device_label(ip: str, vendor: str | None, isapi: bool, model: str | None) -> str:
+    what = model or ("HIKVision ISAPI" if isapi else "no ISAPI")
+    return f"{ip} · {(vendor or 'unknown vendor')[:24]} · {what}"
+
+
+def camera_none_found(site: str) -> str:
+    return (f"Nothing new answers on {site}'s LAN. Is the camera plugged in to the router and "
+            "powered? Or add it by address: camreach camera add.")
+
+
+def camera_pick(site: str) -> str:
+    return f"What answers on {site}'s LAN (HIKVision cameras first). Which one is the camera?"
+
+
+def camera_ask_user(host: str, name: str) -> str:
+    return (f"Camera {name} at {host}. Its login user name? Tap admin or send another.")
+
+
+def camera_try_again(why: str) -> str:
+    return f"❌ {why}\nNothing was stored. Send the password again, or /cancel."
+
+
+def camera_added(site: str, name: str, host: str, model: str, serial: str) -> str:
+    return (f"✅ Camera {name} ({host}) added to {site}: {model}, serial {serial}. "
+            f"/snapshot {site} {name} takes a picture.")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Update
@@ -23,12 +23,13 @@ from telegram.ext import (
 
 from bot import texts
 from bot.core import Picture
-from bot.errors import NotFound
+from bot.errors import AuthRejected, NotFound
 from handlers.context import CamreachContext
 from handlers.menus import (
     Handlers,
     Menu,
     actor_of,
+    cancel_button,
     close_menu,
     conversation,
     current_menu,
@@ -120,7 +121,20 @@ async def _send(context: CamreachContext, chat_id: int, pictures: list[Picture],
 
 # -- /camera list | rtsp NAME | password NAME [SITE] ---------------------------------------
 
-ASKING_PASSWORD = 0
+ASKING_PASSWORD, PICKING_DEVICE, ASKING_USER, ASKING_NEW_PASSWORD = range(4)
+MAX_DEVICES = 12
+
+
+@dataclass
+class AddMenu(Menu):
+    """/camera add: the addresses found, then the one picked; the password never goes here."""
+
+    PREFIX: ClassVar[str] = "ca:"
+    site: str = ""
+    found: list[str] = field(default_factory=list)  # "ip|label"
+    host: str = ""
+    name: str = ""
+    user: str = "admin"
 
 
 @dataclass
@@ -153,6 +167,12 @@ async def camera_command(update: Update, context: CamreachContext) -> int:
         at = None if rest[1].lower() == "off" else rest[1]
         await context.core.set_daily_snapshot(site, rest[0], at, actor_of(update))
         await message.reply_text(texts.daily_set(site, rest[0], at))
+    elif verb == "add" and len(rest) <= 1:
+        if await refused_outside_private(update, context):
+            return ConversationHandler.END
+        return await _start_add(update, context,
+                                await resolve_site(context, rest[0] if rest else None,
+                                                   "/camera add SITE"))
     elif verb == "password" and 1 <= len(rest) <= 2:
         if await refused_outside_private(update, context):
             return ConversationHandler.END
@@ -187,6 +207,93 @@ async def on_password(update: Update, context: CamreachContext) -> int:
     return ConversationHandler.END
 
 
+async def _start_add(update: Update, context: CamreachContext, site: str) -> int:
+    message = update.effective_message
+    assert message is not None
+    progress = await message.reply_text(texts.CAMERA_LOOKING)
+    found = await context.core.discover_cameras(site)
+    candidates = sorted((d for d in found if d.camera is None),
+                        key=lambda d: (not d.isapi, d.ip))[:MAX_DEVICES]
+    if not candidates:
+        await progress.edit_text(texts.camera_none_found(site))
+        return ConversationHandler.END
+    menu = open_menu(update, context, AddMenu(site=site, found=[
+        f"{d.ip}|{texts.device_label(d.ip, d.vendor, d.isapi, d.model)}" for d in candidates]))
+    rows = [[menu.button(entry.split("|", 1)[1], "dev", i)] for i, entry in
+            enumerate(menu.found)]
+    rows.append([menu.button(texts.BUTTON_CANCEL, "cancel")])
+    await progress.edit_text(texts.camera_pick(site), reply_markup=InlineKeyboardMarkup(rows))
+    return PICKING_DEVICE
+
+
+async def on_device(update: Update, context: CamreachContext) -> int | None:
+    got = await pressed(update, context, AddMenu)
+    if got is None:
+        return None
+    menu, index = got
+    menu.host = menu.found[index].split("|", 1)[0]
+    taken = {v.name for v in await context.core.camera_views(menu.site)}
+    base = f"cam-{menu.host.rsplit('.', 1)[-1]}"
+    menu.name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, 99)))
+                     if n not in taken)
+    assert update.callback_query is not None
+    await update.callback_query.edit_message_text(
+        texts.camera_ask_user(menu.host, menu.name),
+        reply_markup=InlineKeyboardMarkup([[menu.button("admin", "user")]]))
+    return ASKING_USER
+
+
+async def on_user_button(update: Update, context: CamreachContext) -> int | None:
+    got = await pressed(update, context, AddMenu)
+    if got is None:
+        return None
+    return await _ask_new_password(update, context, got[0], "admin")
+
+
+async def on_user_text(update: Update, context: CamreachContext) -> int | None:
+    menu = current_menu(update, context, AddMenu)
+    message = update.effective_message
+    assert message is not None
+    if menu is None:
+        return ConversationHandler.END
+    user = (message.text or "").strip()
+    if not user or len(user) > 64 or any(c.isspace() for c in user):
+        await message.reply_text(texts.CAMERA_BAD_USER)
+        return ASKING_USER
+    return await _ask_new_password(update, context, menu, user)
+
+
+async def _ask_new_password(update: Update, context: CamreachContext, menu: AddMenu,
+                            user: str) -> int:
+    menu.user = user
+    assert update.effective_chat is not None
+    await context.bot.send_message(update.effective_chat.id, texts.ask_camera_password(menu.name))
+    return ASKING_NEW_PASSWORD
+
+
+async def on_new_password(update: Update, context: CamreachContext) -> int:
+    message = update.effective_message
+    menu = current_menu(update, context, AddMenu)
+    assert message is not None
+    if menu is None:
+        return ConversationHandler.END
+    password = message.text or ""
+    try:
+        await message.delete()
+    except TelegramError:
+        await message.reply_text(texts.PASSWORD_NOT_DELETED)
+    try:
+        info = await context.core.add_camera_checked(menu.site, menu.name, menu.host,
+                                                     menu.user, password, actor_of(update))
+    except AuthRejected as exc:  # refused, or refused before: ask again, nothing stored
+        await context.bot.send_message(message.chat_id, texts.camera_try_again(exc.user_message))
+        return ASKING_NEW_PASSWORD
+    close_menu(update, context, AddMenu)
+    await context.bot.send_message(message.chat_id, texts.camera_added(
+        menu.site, menu.name, menu.host, info.model, info.serial))
+    return ConversationHandler.END
+
+
 async def send_daily(bot: Bot, admins: frozenset[int], pictures: list[Picture]) -> None:
     """A daily picture to every admin's private chat."""
     for picture in pictures:
@@ -201,7 +308,16 @@ def build_camera_conversation() -> ConversationHandler[CamreachContext]:
     return conversation(
         "camera",
         entry_points=[CommandHandler("camera", network_step(camera_command), block=False)],
-        states={ASKING_PASSWORD: [MessageHandler(filters.TEXT & ~filters.COMMAND, on_password)]},
+        states={
+            ASKING_PASSWORD: [MessageHandler(filters.TEXT & ~filters.COMMAND, on_password)],
+            PICKING_DEVICE: [CallbackQueryHandler(on_device, pattern=AddMenu.pattern("dev"))],
+            ASKING_USER: [
+                CallbackQueryHandler(on_user_button, pattern=AddMenu.pattern("user")),
+                MessageHandler(filters.TEXT & ~filters.COMMAND, on_user_text)],
+            ASKING_NEW_PASSWORD: [MessageHandler(filters.TEXT & ~filters.COMMAND,
+                                                 network_step(on_new_password), block=False)],
+        },
+        fallbacks=[CallbackQueryHandler(cancel_button(AddMenu), pattern=AddMenu.pattern("cancel"))],
     )
 
 

@@ -167,6 +167,30 @@ class CameraService:
                                                        info.firmware[:128])
         return info
 
+    async def try_login(self, site: str, name: str, host: str, port: int, user: str,
+                        password: str, via: str) -> DeviceInfo:
+        """A camera not added yet: its device information with this login, one attempt. A
+        refused password is remembered like a stored camera's, and never sent twice."""
+        if await self._was_refused(site, name, password):
+            raise PasswordRefusedBefore(
+                f"Camera {name} refused this password a moment ago; camreach does not send it "
+                "again (the camera locks out after a few wrong ones). Send the right one.")
+        target = CameraTarget(name=name, host=host, port=port, user=user, password=password,
+                              via=_via(via), site=site)
+        async with asyncio.timeout(ANSWER_WITHIN), AsyncExitStack() as stack:
+            ssh = (await stack.enter_async_context(self._droplets.session(site))
+                   if target.via == "droplet" else None)
+            client = await stack.enter_async_context(camera_client(target, ssh=ssh))
+            return await self._guarded(site, client, client.device_info())
+
+    async def record_info(self, site: str, name: str, info: DeviceInfo) -> None:
+        async with self._sessions.begin() as s:
+            row = (await s.execute(select(Camera).join(Site).where(
+                Site.name == site, Camera.name == name))).scalar_one_or_none()
+            if row is not None:
+                row.model, row.serial = info.model[:128], info.serial[:128]
+                row.firmware = info.firmware[:128]
+
     async def _shot(self, site: str, client: CameraClient, channel: Channel) -> Snapshot:
         return await self._guarded(site, client, client.snapshot(channel))
 
