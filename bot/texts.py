@@ -440,7 +440,8 @@ def snapshot_album_done(count: int) -> str:
     return f"{count} pictures. Another round?"
 
 
-CAMERA_USAGE = ("Usage: /camera add [SITE] · /camera list [SITE] · /camera rtsp NAME [SITE] · "
+CAMERA_USAGE = ("Usage: /camera add [SITE] · /camera list [SITE] · /camera remove NAME [SITE] · "
+                "/camera rtsp NAME [SITE] · "
                 "/camera password NAME [SITE] · /camera daily NAME HH:MM|off [SITE]")
 PASSWORD_NOT_DELETED = ("⚠️ I could not delete your message with the password: delete it "
                         "yourself (long-press → Delete).")
@@ -508,3 +509,11 @@ def camera_try_again(why: str) -> str:
 def camera_added(site: str, name: str, host: str, model: str, serial: str) -> str:
     return (f"✅ Camera {name} ({host}) added to {site}: {model}, serial {serial}. "
             f"/snapshot {site} {name} takes a picture.")
+
+
+def camera_remove_confirm(site: str, camera: str) -> str:
+    return f"Remove camera {camera} from {site} (and its stored password)?"
+
+
+def camera_removed(site: str, camera: str) -> str:
+    return f"Camera {camera} removed from {site}."

@@ -31,6 +31,7 @@ from handlers.menus import (
     actor_of,
     cancel_button,
     close_menu,
+    confirmed,
     conversation,
     current_menu,
     network_step,
@@ -121,8 +122,15 @@ async def _send(context: CamreachContext, chat_id: int, pictures: list[Picture],
 
 # -- /camera list | rtsp NAME | password NAME [SITE] ---------------------------------------
 
-ASKING_PASSWORD, PICKING_DEVICE, ASKING_USER, ASKING_NEW_PASSWORD = range(4)
+ASKING_PASSWORD, PICKING_DEVICE, ASKING_USER, ASKING_NEW_PASSWORD, CONFIRMING_REMOVE = range(5)
 MAX_DEVICES = 12
+
+
+@dataclass
+class RemoveCameraMenu(Menu):
+    PREFIX: ClassVar[str] = "cr:"
+    site: str = ""
+    camera: str = ""
 
 
 @dataclass
@@ -167,6 +175,15 @@ async def camera_command(update: Update, context: CamreachContext) -> int:
         at = None if rest[1].lower() == "off" else rest[1]
         await context.core.set_daily_snapshot(site, rest[0], at, actor_of(update))
         await message.reply_text(texts.daily_set(site, rest[0], at))
+    elif verb == "remove" and 1 <= len(rest) <= 2:
+        site = await resolve_site(context, rest[1] if len(rest) > 1 else None,
+                                  f"/camera remove {rest[0]} SITE")
+        if rest[0] not in {v.name for v in await context.core.camera_views(site)}:
+            raise NotFound(f"{site} has no camera named {rest[0]!r}.")
+        menu = open_menu(update, context, RemoveCameraMenu(site=site, camera=rest[0]))
+        await message.reply_text(texts.camera_remove_confirm(site, rest[0]),
+                                 reply_markup=menu.confirm_keyboard(texts.BUTTON_REMOVE))
+        return CONFIRMING_REMOVE
     elif verb == "add" and len(rest) <= 1:
         if await refused_outside_private(update, context):
             return ConversationHandler.END
@@ -294,6 +311,16 @@ async def on_new_password(update: Update, context: CamreachContext) -> int:
     return ConversationHandler.END
 
 
+async def on_remove(update: Update, context: CamreachContext) -> int | None:
+    menu = await confirmed(update, context, RemoveCameraMenu)
+    if menu is None:
+        return None
+    await context.core.remove_camera(menu.site, menu.camera, actor_of(update))
+    assert update.callback_query is not None
+    await update.callback_query.edit_message_text(texts.camera_removed(menu.site, menu.camera))
+    return ConversationHandler.END
+
+
 async def send_daily(bot: Bot, admins: frozenset[int], pictures: list[Picture]) -> None:
     """A daily picture to every admin's private chat."""
     for picture in pictures:
@@ -316,8 +343,14 @@ def build_camera_conversation() -> ConversationHandler[CamreachContext]:
                 MessageHandler(filters.TEXT & ~filters.COMMAND, on_user_text)],
             ASKING_NEW_PASSWORD: [MessageHandler(filters.TEXT & ~filters.COMMAND,
                                                  network_step(on_new_password), block=False)],
+            CONFIRMING_REMOVE: [CallbackQueryHandler(on_remove,
+                                                     pattern=RemoveCameraMenu.pattern("yes"))],
         },
-        fallbacks=[CallbackQueryHandler(cancel_button(AddMenu), pattern=AddMenu.pattern("cancel"))],
+        fallbacks=[
+            CallbackQueryHandler(cancel_button(AddMenu), pattern=AddMenu.pattern("cancel")),
+            CallbackQueryHandler(cancel_button(RemoveCameraMenu),
+                                 pattern=RemoveCameraMenu.pattern("cancel")),
+        ],
     )
 
 

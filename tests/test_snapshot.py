@@ -168,3 +168,17 @@ async def test_camera_daily_sets_and_clears_the_time(
         api.inject_message(ADMIN_ID, "/camera daily porch off farm")
         await sent(api, "No more daily picture", timeout=20)
     assert await ready.daily_cameras() == []
+
+
+async def test_camera_remove_asks_then_removes(
+    ready: Core, do_settings: Settings, cams: list[FakeHikvisionCamera],  # noqa: F811
+    api: FakeTelegramAPI,  # noqa: F811
+) -> None:
+    async with running_bot(do_settings, api, core=ready):
+        api.inject_message(ADMIN_ID, "/camera remove gate farm")
+        ask = await sent(api, "Remove camera gate", timeout=20)
+        assert [c.name for c in await ready.camera_views("farm")] == ["gate", "porch"]
+        press(api, ask, "Remove")
+        await api.wait_for("editMessageText", lambda c: "removed from farm" in c.params["text"])
+    assert [c.name for c in await ready.camera_views("farm")] == ["porch"]
+    assert [c.name for c in (await ready.site_spec("farm")).cameras] == ["porch"]
