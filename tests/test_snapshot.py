@@ -182,3 +182,19 @@ async def test_camera_remove_asks_then_removes(
         await api.wait_for("editMessageText", lambda c: "removed from farm" in c.params["text"])
     assert [c.name for c in await ready.camera_views("farm")] == ["porch"]
     assert [c.name for c in (await ready.site_spec("farm")).cameras] == ["porch"]
+
+
+async def test_a_picture_over_telegrams_photo_limit_goes_as_a_document(
+    ready: Core, do_settings: Settings, droplet_host: DropletHost,  # noqa: F811
+    cams: list[FakeHikvisionCamera], api: FakeTelegramAPI,  # noqa: F811
+) -> None:
+    async with FakeHikvisionCamera(host=droplet_host.host_addr, password=PASSWORD,
+                                   main_bytes=11 * 1024 * 1024) as big:
+        await ready.add_camera("farm", {"name": "big", "host": droplet_host.host_addr,
+                                        "port": big.port, "password_env": ENV}, Actor.cli())
+        async with running_bot(do_settings, api, core=ready):
+            api.inject_message(ADMIN_ID, "/snapshot farm big")
+            call = await api.wait_for("sendDocument", timeout=30)
+            doc = api.message(ADMIN_ID, call.result["message_id"]).document
+            assert doc is not None and doc.data == big.last_jpeg and doc.filename == "big.jpg"
+    assert not api.calls("sendPhoto")
