@@ -37,6 +37,7 @@ from jobs.scheduler import schedule_jobs
 log = logging.getLogger(__name__)
 
 App = Application[Any, CamreachContext, Any, Any, Any, Any]
+DAILY_KEY = "camreach.daily"
 
 
 def build_application(settings: Settings, core: Core) -> App:
@@ -78,9 +79,10 @@ def build_application(settings: Settings, core: Core) -> App:
 
         await send_daily(app.bot, core.admin_ids(), await core.snapshots(cam.site, cam.camera))
 
+    daily = DailySnapshots(core.daily_cameras, send_daily)
+    app.bot_data[DAILY_KEY] = daily  # the scheduler ticks it; tests may tick it at a set time
     schedule_jobs(app.job_queue, core, on_abandoned,
-                  lease_check_every=core.settings.camreach_lease_seconds,
-                  daily=DailySnapshots(core.daily_cameras, send_daily))
+                  lease_check_every=core.settings.camreach_lease_seconds, daily=daily)
     return app
 
 

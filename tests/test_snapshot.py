@@ -198,3 +198,33 @@ async def test_a_picture_over_telegrams_photo_limit_goes_as_a_document(
             doc = api.message(ADMIN_ID, call.result["message_id"]).document
             assert doc is not None and doc.data == big.last_jpeg and doc.filename == "big.jpg"
     assert not api.calls("sendPhoto")
+
+
+async def test_the_daily_picture_reaches_the_admins_at_the_sites_time(
+    ready: Core, do_settings: Settings, cams: list[FakeHikvisionCamera],  # noqa: F811
+    api: FakeTelegramAPI,  # noqa: F811
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.app import DAILY_KEY, App
+
+    porch, _ = cams
+    doc = (await ready.site_spec("farm")).to_json()
+    doc["timezone"] = "Asia/Kolkata"  # UTC+5:30
+    from bot.site import SiteSpec
+
+    await ready.apply_site(SiteSpec.model_validate(doc), Actor.cli())
+    await ready.set_daily_snapshot("farm", "porch", "08:00", Actor.cli())
+    apps: list[App] = []
+    async with running_bot(do_settings, api, core=ready, customize=apps.append):
+        daily = apps[0].bot_data[DAILY_KEY]
+        assert await daily.tick(datetime(2026, 12, 2, 2, 0, tzinfo=UTC)) == []  # 07:30 there
+        sent_now = await daily.tick(datetime(2026, 12, 2, 2, 30, tzinfo=UTC))  # 08:00 there
+        assert [c.camera for c in sent_now] == ["porch"]
+        call = await api.wait_for("sendPhoto", timeout=20)
+        assert call.params["chat_id"] == ADMIN_ID
+        photo = api.message(ADMIN_ID, call.result["message_id"])
+        assert photo.photo is not None and photo.photo.data == porch.last_jpeg
+        assert (photo.caption or "").startswith("☀️ porch · farm · 2026-")
+        assert "IST" in (photo.caption or "")  # the site's time zone
+        assert await daily.tick(datetime(2026, 12, 2, 3, 0, tzinfo=UTC)) == []  # once a day
