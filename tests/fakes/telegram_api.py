@@ -126,6 +126,7 @@ class ApiCall:
     timestamp: float  # time.monotonic() at arrival, comparable with benchmark clocks
     status: int | None = None
     response: JSONDict | None = None
+    started: float = 0.0  # time.monotonic() when the request's headers arrived (upload start)
 
     @property
     def ok(self) -> bool:
@@ -584,13 +585,15 @@ class FakeTelegramAPI:
         token = request.match_info["token"]
         raw_method = request.match_info["method"]
         method = self._canonical.get(raw_method.lower(), raw_method)
+        started = time.monotonic()
         try:
             params, files = await self._read_params(request)
         except ValueError as exc:
             body: JSONDict = {"ok": False, "error_code": 400, "description": f"Bad Request: {exc}"}
             return web.json_response(body, status=400)
 
-        call = ApiCall(len(self._calls), method, params, files, token, time.monotonic())
+        call = ApiCall(len(self._calls), method, params, files, token, time.monotonic(),
+                       started=started)
         self._calls.append(call)
         self._calls_signal.notify()
 
