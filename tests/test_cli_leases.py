@@ -26,6 +26,14 @@ def site_file(tmp_path: Path) -> Path:
     return site
 
 
+def bot_env(cli_env: dict[str, str], fake: FakeDigitalOcean,
+            api: FakeTelegramAPI) -> dict[str, str]:
+    """The CLI's and the bot's environment: the fakes, and a 2 s lease."""
+    return dict(cli_env, DIGITALOCEAN_TOKEN=fake.token, DIGITALOCEAN_END_POINT=fake.endpoint,
+                TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
+                CAMREACH_LEASE_SECONDS="2")
+
+
 async def run(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         exe(), *args, env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -71,9 +79,7 @@ async def test_bot_start_leaves_a_live_cli_operation_alone(
     site = site_file(tmp_path)
     async with FakeDigitalOcean(public_ipv4=droplet_host.addr) as fake, \
             FakeTelegramAPI() as api, cloud_init(fake, droplet_host):
-        env = dict(cli_env, DIGITALOCEAN_TOKEN=fake.token, DIGITALOCEAN_END_POINT=fake.endpoint,
-                   TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
-                   CAMREACH_LEASE_SECONDS="2")
+        env = bot_env(cli_env, fake, api)
         fake.stuck_in_new = True
         apply = await asyncio.create_subprocess_exec(
             exe(), "site", "apply", str(site), "--yes", env=env,
@@ -103,9 +109,7 @@ async def test_bot_announces_a_cli_operation_killed_while_it_runs(
     site = site_file(tmp_path)
     async with FakeDigitalOcean(public_ipv4=droplet_host.addr) as fake, \
             FakeTelegramAPI() as api, cloud_init(fake, droplet_host):
-        env = dict(cli_env, DIGITALOCEAN_TOKEN=fake.token, DIGITALOCEAN_END_POINT=fake.endpoint,
-                   TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
-                   CAMREACH_LEASE_SECONDS="2")
+        env = bot_env(cli_env, fake, api)
         bot = await asyncio.create_subprocess_exec(
             exe(), "run", env=env, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
