@@ -74,6 +74,16 @@ class OperationView:
         """Interrupted and not yet run again: a Retry may start it once more."""
         return self.state is OpState.INTERRUPTED and self.retried_by is None
 
+    @property
+    def why_not_retryable(self) -> str:
+        """What to tell someone who asks to retry an operation that is not ``retryable``."""
+        if self.retried_by is not None:
+            return f"Operation #{self.id} was already run again as #{self.retried_by}."
+        if not self.done:
+            return f"Operation #{self.id} is still running."
+        return (f"Operation #{self.id} {self.state.value}; only an interrupted operation can "
+                "be retried.")
+
 
 class ProgressSink(Protocol):
     """Where progress goes: a Telegram message edited in place, or the terminal."""

@@ -389,12 +389,6 @@ def no_droplet(site: str) -> str:
     return f"Site {site} has no droplet. /setup {site} creates one."
 
 
-def not_retryable(op: OperationView) -> str:
-    if op.retried_by is not None:
-        return f"Operation #{op.id} was already run again as #{op.retried_by}."
-    return f"Operation #{op.id} is {op.state.value}; only an interrupted operation can be retried."
-
-
 def interrupted_notice(op: OperationView) -> str:
     """What a command says first about an earlier run of its site that was interrupted."""
     rerun = RERUN_ACTION.get(op.kind)

@@ -125,7 +125,7 @@ async def on_retry_destroy(update: Update, context: CamreachContext) -> int:
     with contextlib.suppress(BadRequest):  # already without keyboard
         await query.edit_message_reply_markup(None)
     if not view.retryable or view.site is None:
-        raise NotFound(texts.not_retryable(view))
+        raise NotFound(view.why_not_retryable)
     return await _ask_destroy(update, context, view.site, retry_of=view.id)
 
 

@@ -115,7 +115,7 @@ class OperationRunner:
             if getattr(claimed, "rowcount", 0) != 1:
                 old = await s.get(Operation, retry_of)
                 raise NotRetryable(f"There is no operation #{retry_of}." if old is None
-                                   else _not_retryable(_view(old, None)))
+                                   else _view(old, None).why_not_retryable)
         if site_id is not None:
             # Running the same command again retries what an earlier run left interrupted.
             await s.execute(
@@ -155,7 +155,7 @@ class OperationRunner:
         await self.expire_stale()
         old = await self.get(op_id)
         if not old.retryable:
-            raise NotRetryable(_not_retryable(old))
+            raise NotRetryable(old.why_not_retryable)
         return await self.start(
             old.kind, site=old.site, params=old.params, requested_by=requested_by, sink=sink,
             chat_id=chat_id, message_id=message_id, retry_of=op_id,
@@ -344,15 +344,6 @@ async def _site_name(s: AsyncSession, site_id: int | None) -> str | None:
     if site_id is None:
         return None
     return (await s.execute(select(Site.name).where(Site.id == site_id))).scalar_one_or_none()
-
-
-def _not_retryable(view: OperationView) -> str:
-    if view.retried_by is not None:
-        return f"Operation #{view.id} was already run again as #{view.retried_by}."
-    if not view.done:
-        return f"Operation #{view.id} is still running."
-    return (f"Operation #{view.id} {view.state.value}; only an interrupted operation can be "
-            "retried.")
 
 
 def _view(op: Operation, site: str | None) -> OperationView:

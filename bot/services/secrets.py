@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.crypto import SecretBox
 from bot.db.models import Secret
 from bot.db.types import utcnow
+from bot.errors import ConfigError
 
 # How often get_or_create retries when the row it lost to is deleted before it is read back.
 _ATTEMPTS = 5
@@ -71,7 +72,8 @@ def dialect_insert(s: AsyncSession, entity: Any) -> postgresql.Insert | sqlite.I
         return postgresql.insert(entity)
     if name == "sqlite":
         return sqlite.insert(entity)
-    raise NotImplementedError(f"camreach supports SQLite and PostgreSQL, not {name}")
+    raise ConfigError(f"camreach supports SQLite and PostgreSQL databases, not {name}: set "
+                      "DATABASE_URL to one of those.")
 
 
 async def put_secret(s: AsyncSession, box: SecretBox, name: str, value: str) -> None:
