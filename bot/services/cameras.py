@@ -28,6 +28,7 @@ from bot.adapters.camera import (
     Snapshot,
     camera_client,
 )
+from bot.adapters.ssh import SshConnection
 from bot.db.models import Camera, Site
 from bot.db.types import utcnow
 from bot.envvars import env_value
@@ -154,12 +155,16 @@ class CameraService:
         return [Picture(site, c.target.name, shot.data, shot.content_type, now)
                 for c, shot in zip(clients, shots, strict=True)]
 
-    async def device_info(self, site: str, camera: str) -> DeviceInfo:
+    async def device_info(self, site: str, camera: str, *,
+                          ssh: SshConnection | None = None) -> DeviceInfo:
+        """``ssh``: a connection to the site's droplet to reach a ``via: droplet`` camera
+        through (the health checks keep one open); without it one is opened for the call."""
         site_row, _ = await self._site(site)
         cam = next((c for c in site_row.cameras if c.name == camera), None)
         if cam is None:
             raise NotFound(_no_camera(site, camera, [c.name for c in site_row.cameras]))
-        async with asyncio.timeout(ANSWER_WITHIN), self._clients(site, [cam]) as (client,):
+        async with asyncio.timeout(ANSWER_WITHIN), \
+                self._clients(site, [cam], ssh=ssh) as (client,):
             info = await self._guarded(site, client, client.device_info())
         async with self._sessions.begin() as s:
             row = await s.get(Camera, cam.id)
@@ -206,11 +211,11 @@ class CameraService:
             raise
 
     @asynccontextmanager
-    async def _clients(self, site: str, cams: list[Camera]) -> AsyncIterator[list[CameraClient]]:
+    async def _clients(self, site: str, cams: list[Camera], *, ssh: SshConnection | None = None
+                       ) -> AsyncIterator[list[CameraClient]]:
         targets = [await self._target(site, c) for c in cams]
         async with AsyncExitStack() as stack:
-            ssh = None
-            if any(t.via == "droplet" for t in targets):
+            if ssh is None and any(t.via == "droplet" for t in targets):
                 ssh = await stack.enter_async_context(self._droplets.session(site))
             clients = [await stack.enter_async_context(
                 camera_client(t, ssh=ssh if t.via == "droplet" else None)) for t in targets]

@@ -142,6 +142,14 @@ class DropletView:
     price_monthly: float | None
 
 
+@dataclass(frozen=True)
+class RouterPeer:
+    """The router's peer on the site's WireGuard server."""
+
+    public_key: str
+    address: str  # its tunnel address
+
+
 async def _site_names(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
     async with sessions() as s:
         return list((await s.execute(select(Site.name))).scalars().all())
@@ -382,6 +390,16 @@ class DropletService:
                     raise host_key_mismatch(replace(target, pinned_host_key=winner),
                                             conn.raw.get_server_host_key())
             yield conn
+
+    async def router_peer(self, site_name: str) -> RouterPeer | None:
+        """The router's public key and tunnel address on the droplet's wg0 (made with the
+        site's keys); None before they exist."""
+        async with self._sessions() as s:
+            row = (await s.execute(
+                select(VpnPeer).join(Site, Site.id == VpnPeer.site_id)
+                .where(Site.name == site_name, VpnPeer.kind == PeerKind.ROUTER)
+            )).scalars().first()
+            return RouterPeer(row.public_key, row.tunnel_address) if row is not None else None
 
     # -- destroying ----------------------------------------------------------------
     async def describe(self, site_name: str) -> Droplet:
