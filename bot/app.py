@@ -27,7 +27,7 @@ from bot.errors import ConfigError, Unreachable
 from bot.operations import OperationView
 from bot.services.cameras import DailyCamera
 from bot.settings import BOTFATHER_HELP, Settings
-from handlers import basic, operations, status
+from handlers import basic, health, operations
 from handlers.access import AccessGuard
 from handlers.context import CamreachContext, attach_core
 from handlers.runtime import DatabasePersistence, OrderedUpdateProcessor
@@ -62,7 +62,7 @@ def build_application(settings: Settings, core: Core) -> App:
     guard = AccessGuard(admins)
     app.add_handler(TypeHandler(Update, guard), group=-1)
     app.add_handler(CommandHandler(["start", "help"], basic.start))
-    app.add_handler(CommandHandler("status", status.status))
+    app.add_handler(CommandHandler("status", health.status))
     app.add_handler(
         CallbackQueryHandler(operations.on_retry, pattern=f"^{operations.RETRY_PREFIX}")
     )
@@ -81,15 +81,20 @@ def build_application(settings: Settings, core: Core) -> App:
 
     daily = DailySnapshots(core.daily_cameras, send_daily)
     app.bot_data[DAILY_KEY] = daily  # the scheduler ticks it; tests may tick it at a set time
+    async def send_alerts() -> None:
+        await health.send_alerts(app.bot, core)
+
     schedule_jobs(app.job_queue, core, on_abandoned,
-                  lease_check_every=core.settings.camreach_lease_seconds, daily=daily)
+                  lease_check_every=core.settings.camreach_lease_seconds, daily=daily,
+                  send_alerts=send_alerts)
     return app
 
 
 def _feature_handlers() -> list[Any]:
-    from handlers import camera, droplet, flash, peers, router, setup
+    from handlers import camera, droplet, flash, health, peers, router, setup
 
     return [
+        *health.health_handlers(),
         *camera.camera_handlers(),
         *flash.flash_handlers(),
         *setup.setup_handlers(),
@@ -123,6 +128,21 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
     core = await Core.open(settings)
     try:
         await serve(settings, core, stop or _signal_event())
+    finally:
+        await core.close()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """``camreach worker``: sweep until SIGINT/SIGTERM; it sends no alerts (the bot does)."""
+    core = await Core.open(settings)
+    stop = stop or _signal_event()
+    try:
+        background = await start_health(core, stop, sweep=True)
+        log.info("camreach worker %s is sweeping", core.health_service.sweeper().owner.label)
+        try:
+            await stop.wait()
+        finally:
+            await background.close()
     finally:
         await core.close()
 
@@ -161,14 +181,45 @@ async def _serve(app: App, core: Core, stop: asyncio.Event) -> None:
     await app.updater.start_polling(allowed_updates=Update.ALL_TYPES)
     await app.start()
     log.info("camreach is running as @%s", app.bot.username)
+    background = await start_health(core, stop)
     try:
         await stop.wait()
     finally:
         log.info("stopping")
+        await background.close()
         await app.updater.stop()
         # Interrupt running operations while the bot can still edit their messages.
         await core.operations.shutdown()
         await app.stop()
+
+
+class Background:
+    """What runs beside the bot or a worker: the health sweeps and the /metrics server."""
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[None]] = []
+        self.servers: list[Any] = []
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for server in self.servers:
+            await server.close()
+
+
+async def start_health(core: Core, stop: asyncio.Event, *, sweep: bool | None = None
+                       ) -> Background:
+    """Start sweeping (unless CAMREACH_SWEEP_IN_BOT is off) and serve /metrics when
+    CAMREACH_METRICS_PORT is set."""
+    out = Background()
+    settings = core.settings
+    if settings.camreach_metrics_port is not None:
+        out.servers.append(await core.metrics.serve(settings.camreach_metrics_port))
+        log.info("metrics at :%d/metrics", settings.camreach_metrics_port)
+    if sweep if sweep is not None else settings.camreach_sweep_in_bot:
+        out.tasks.append(asyncio.create_task(core.sweep_forever(stop), name="health-sweeps"))
+    return out
 
 
 def _signal_event() -> asyncio.Event:

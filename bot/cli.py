@@ -11,6 +11,7 @@ import select
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -18,7 +19,7 @@ import click
 
 from bot import __version__
 from bot.actions import action, for_terminal
-from bot.core import Core
+from bot.core import Core, SiteHealth
 from bot.db import engine as db
 from bot.db.models import OpState
 from bot.errors import CamreachError, NotFound, ValidationFailed
@@ -26,7 +27,7 @@ from bot.flash.cli import flash
 from bot.logs import setup_logging
 from bot.operations import OperationView
 from bot.services.audit import Actor
-from bot.services.sites import ApplyResult
+from bot.services.sites import ApplyResult, SiteStatus
 from bot.settings import Settings, load_settings
 from bot.site import SiteSpec, load_site_file
 from bot.texts import interrupted_notice
@@ -242,6 +243,38 @@ def run(ctx: click.Context) -> None:
 
     settings = settings_from(ctx)
     run_async(run_bot)(settings)
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Sweep health checks until stopped, beside the bot and other workers on one database
+    (PostgreSQL): each worker leases a batch of due sites; the bot sends the alerts."""
+    from bot.app import run_worker
+
+    run_async(run_worker)(settings_from(ctx))
+
+
+@main.command()
+@click.argument("site")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
+@click.pass_context
+@run_async
+async def check(ctx: click.Context, site: str, as_json: bool) -> None:
+    """Check every part of SITE now; exit 0 when every part is ok, 1 otherwise."""
+    from bot.render.health_text import status_detail
+
+    checked = await with_core(settings_from(ctx), lambda c: c.check_site(site))
+    parts = checked.health.components
+    if as_json:
+        figures = {p.component: dict(p.figures) for p in checked.probes}
+        doc = {name: {"state": view.state, "summary": view.summary,
+                      **(figures.get(name) or dict(view.figures))}
+               for name, view in parts.items()}
+        click.echo(json.dumps(doc, indent=2, default=str))
+    else:
+        click.echo(for_terminal(status_detail(checked.health, datetime.now(UTC))))
+    sys.exit(0 if parts and all(v.state == "ok" for v in parts.values()) else 1)
 
 
 @main.group("db")
@@ -793,9 +826,19 @@ async def status(ctx: click.Context, as_json: bool) -> None:
     """What the database knows about each site."""
     from bot.texts import site_status_text
 
-    statuses = await with_core(settings_from(ctx), lambda c: c.statuses())
+    async def work(core: Core) -> tuple[list[SiteStatus], list[SiteHealth]]:
+        return await core.statuses(), await core.health()
+
+    statuses, health = await with_core(settings_from(ctx), work)
     if as_json:
-        click.echo(json.dumps([s.to_json() for s in statuses], indent=2))
+        by_site = {h.site: h for h in health}
+
+        def doc(s: SiteStatus) -> dict[str, Any]:
+            h = by_site.get(s.name)
+            parts = h.components.items() if h else ()
+            return {**s.to_json(), "health": {name: v.to_json() for name, v in parts}}
+
+        click.echo(json.dumps([doc(s) for s in statuses], indent=2))
     else:
         click.echo(site_status_text(statuses))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient, RegionInfo, SizeInfo
 from bot.crypto import SecretBox
 from bot.errors import CamreachError, NotFound, OperatorError, ValidationFailed
+from bot.health.config import HealthConfig
+from bot.health.metrics import HealthMetrics
+from bot.health.model import HourRow, SiteHealth
+from bot.health.service import Checked, HealthService, parse_duration
+from bot.health.store import PendingAlert
 from bot.logs import REDACTOR
 from bot.operations import CONFIRM_AGAIN, OperationView, ProgressSink
 from bot.render.isapi import DeviceInfo
@@ -43,7 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Types handlers may use without reaching into adapters.
-__all__ = ["AccountInfo", "Core", "DropletView", "Picture", "SizeInfo"]
+__all__ = ["AccountInfo", "Checked", "Core", "DropletView", "PendingAlert", "Picture",
+           "SiteHealth", "SizeInfo"]
 
 
 class Core:
@@ -67,6 +74,13 @@ class Core:
                                          settings.camreach_openwrt_feed_key)
         self.router = RouterService(self.sessions, self.secrets, self.droplets, feeds=feeds)
         self.cameras = CameraService(self.sessions, self.secrets, self.droplets)
+        self.metrics = HealthMetrics()
+        from bot.health.probes import SiteProber
+
+        self.prober = SiteProber(self.droplets, self.router, self.cameras)
+        self.health_service = HealthService(
+            self.sessions, HealthConfig.from_settings(settings), self.prober,
+            lease_seconds=settings.camreach_lease_seconds, metrics=self.metrics)
         self._runner: OperationRunner | None = None
 
     def attach_runner(self, runner: OperationRunner) -> None:
@@ -97,6 +111,7 @@ class Core:
 
     async def close(self) -> None:
         await self.operations.shutdown()
+        await self.prober.close()
         await self.router.close()
         await self.engine.dispose()
 
@@ -389,3 +404,59 @@ class Core:
         """What answers on the site's LAN (through its router): address, MAC, vendor, host
         name, whether it speaks HIKVision ISAPI, and which camera of the site it is."""
         return await discover(self.sessions, self.router, self.droplets, site)
+
+    # -- health ------------------------------------------------------------------------------
+    async def health(self, names: list[str] | None = None) -> list[SiteHealth]:
+        """Every part of every site (or of ``names``) as last checked: from the database
+        alone, so it answers at once whatever the network does."""
+        return await self.health_service.sites(names)
+
+    async def check_site(self, name: str) -> Checked:
+        """Check every part of one site now (``camreach check``)."""
+        return await self.health_service.check(name)
+
+    async def refresh_health(self, names: list[str] | None = None) -> list[SiteHealth]:
+        """Sweep these sites now (all when None) and answer with what that found."""
+        return await self.health_service.refresh(names)
+
+    async def mute(self, site: str, duration: str | None, actor: Actor) -> str:
+        """Alerts of ``site`` recorded, not sent, for ``duration`` ("2h", "30m"; None: until
+        unmuted). Returns the end as ISO time ("" for until unmuted)."""
+        span = parse_duration(duration) if duration else None
+        until = await self.health_service.mute(site, span)
+        await self.audit.record(actor, "health.mute", "ok", site=site, detail=duration or "on")
+        return until.isoformat() if span is not None else ""
+
+    async def unmute(self, site: str, actor: Actor) -> None:
+        await self.health_service.unmute(site)
+        await self.audit.record(actor, "health.unmute", "ok", site=site)
+
+    async def uptime_hours(self, site: str, days: int = 7) -> list[HourRow]:
+        return await self.health_service.hours(site, days)
+
+    async def uptime_chart(self, site: str) -> bytes:
+        """A PNG of the last 24 h (signal, tunnel), drawn in a thread: plotting is CPU work."""
+        from bot.db.types import utcnow
+        from bot.render.uptime_chart import uptime_chart_png
+
+        rows = await self.health_service.hours(site, 1)
+        return await asyncio.to_thread(uptime_chart_png, site, rows, utcnow())
+
+    async def sweep_forever(self, stop: asyncio.Event) -> None:
+        """Sweep due sites until ``stop`` (the bot by default; ``camreach worker``)."""
+        await self.health_service.sweeper().run(stop)
+
+    async def pending_alerts(self) -> list[PendingAlert]:
+        """Alerts the sweeps wrote, claimed for sending (only the bot sends them)."""
+        return await self.health_service.pending_alerts()
+
+    async def alert_done(self, alert: PendingAlert, *, sent: bool) -> None:
+        await self.health_service.alert_done(alert, sent=sent)
+
+    def alert_chats(self, alert: PendingAlert) -> list[int]:
+        """Every admin's private chat, CAMREACH_ALERT_CHAT and the site's own alert_chat."""
+        chats = sorted(self.settings.admins)
+        for extra in (self.settings.camreach_alert_chat, alert.alert_chat):
+            if extra is not None and extra not in chats:
+                chats.append(extra)
+        return chats

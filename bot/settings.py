@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -39,12 +39,34 @@ class Settings(BaseSettings):
     camreach_openwrt_feed_key: str | None = None
     camreach_lease_seconds: float = 30.0
     camreach_history_days: int = 90
+    # Health checks (bot.health.config); per-site overrides under `health:` in the site file.
+    camreach_check_interval: float = 60.0
+    camreach_alert_after: int = 3
+    camreach_recover_after: int = 2
+    camreach_retry_interval: float = 15.0
+    camreach_remind_every: float = 3600.0
+    camreach_alert_chat: int | None = None
+    camreach_sweep_concurrency: int = 50
+    camreach_metrics_port: int | None = None
+    # The bot sweeps too (the only sweeper on SQLite); false leaves sweeps to `camreach worker`.
+    camreach_sweep_in_bot: bool = True
 
     @field_validator("camreach_history_days")
     @classmethod
     def _history_positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("CAMREACH_HISTORY_DAYS must be at least 1 (days of history kept)")
+        return value
+
+    @field_validator("camreach_check_interval", "camreach_alert_after", "camreach_recover_after",
+                     "camreach_retry_interval", "camreach_remind_every",
+                     "camreach_sweep_concurrency", "camreach_metrics_port")
+    @classmethod
+    def _health_bounds(cls, value: float | None, info: ValidationInfo) -> float | None:
+        from bot.health.config import check_bound
+
+        if value is not None:
+            check_bound(info.field_name or "", value)
         return value
 
     @field_validator("camreach_lease_seconds")

@@ -282,6 +282,17 @@ class CameraSpec(Strict):
         return self
 
 
+class HealthSpec(Strict):
+    """Per-site overrides of the CAMREACH_* health settings (same names, lower case)."""
+
+    check_interval: Annotated[float, Field(ge=10)] | None = None
+    alert_after: Annotated[int, Field(ge=1, le=100)] | None = None
+    recover_after: Annotated[int, Field(ge=1, le=100)] | None = None
+    retry_interval: Annotated[float, Field(ge=1)] | None = None
+    remind_every: Annotated[float, Field(ge=0)] | None = None
+    alert_chat: int | None = None
+
+
 class SiteSpec(Strict):
     name: Name
     # The site's local time zone (IANA name) for photo captions and daily snapshots;
@@ -292,6 +303,7 @@ class SiteSpec(Strict):
     router: RouterSpec
     modem: ModemSpec = ModemSpec()
     cameras: list[CameraSpec] = []
+    health: HealthSpec = HealthSpec()
 
     @field_validator("timezone")
     @classmethod

@@ -16,7 +16,10 @@ from bot.services.sites import SiteStatus
 COMMANDS: list[tuple[str, str]] = [
     ("start", "What camreach does"),
     ("help", "The commands"),
-    ("status", "State of every site"),
+    ("status", "Every part of every site at a glance: /status [SITE]"),
+    ("uptime", "Availability and a 24 h chart: /uptime [SITE]"),
+    ("mute", "Hold a site's alerts: /mute SITE [2h|30m|1d]"),
+    ("unmute", "Send a site's alerts again: /unmute SITE"),
     ("snapshot", "A picture from a camera: /snapshot [SITE] [CAMERA]"),
     ("camera", "Cameras: /camera list, rtsp NAME, password NAME"),
     ("flash", "Put OpenWrt on the router (TFTP recovery)"),
@@ -511,3 +514,26 @@ def camera_remove_confirm(site: str, camera: str) -> str:
 
 def camera_removed(site: str, camera: str) -> str:
     return f"Camera {camera} removed from {site}."
+
+
+# -- health ---------------------------------------------------------------------------------
+BUTTON_REFRESH = "🔄 Refresh"
+BUTTON_STATUS = "Status"
+BUTTON_MUTE_2H = "🔕 Mute 2 h"
+BUTTON_SNAPSHOT = "📷 Snapshot"
+CHECKING = "Checking now…"
+MUTE_USAGE = "Usage: /mute SITE [DURATION], e.g. /mute farm 2h (without a duration: until /unmute)"
+
+
+def muted(site: str, duration: str | None) -> str:
+    span = f"for {duration}" if duration else "until /unmute"
+    return (f"🔕 {site}: alerts muted {span}. They are still recorded and shown in /status; "
+            f"/unmute {site} sends them again.")
+
+
+def unmuted(site: str) -> str:
+    return f"🔔 {site}: alerts are sent again."
+
+
+def uptime_caption(site: str) -> str:
+    return f"{site}: modem signal and tunnel, last 24 h"

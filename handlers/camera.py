@@ -63,16 +63,16 @@ async def snapshot_command(update: Update, context: CamreachContext) -> None:
     given_site = args[0] if args else None
     camera = args[1] if len(args) > 1 else None
     site = await resolve_site(context, given_site, "/snapshot SITE")
-    await _take(update, context, site, camera)
+    await take_snapshot(update, context, site, camera)
 
 
 async def on_another(update: Update, context: CamreachContext) -> None:
     got = await pressed(update, context, SnapshotMenu)
     if got is not None:
-        await _take(update, context, got[0].site, got[0].camera)
+        await take_snapshot(update, context, got[0].site, got[0].camera)
 
 
-async def _take(update: Update, context: CamreachContext, site: str,
+async def take_snapshot(update: Update, context: CamreachContext, site: str,
                 camera: str | None) -> None:
     chat = update.effective_chat
     assert chat is not None

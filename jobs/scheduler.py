@@ -11,7 +11,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import JobQueue
 
-from bot.db.models import AuditLog, CheckResult, Operation, OpState
+from bot.db.models import AuditLog, HealthHour, Incident, Operation, OpState
 from bot.db.types import utcnow
 from bot.operations import OperationView
 from jobs.daily import DailySnapshots
@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 async def prune_history(sessions: async_sessionmaker[AsyncSession], *, days: int) -> int:
-    """Drop what is older than ``days``: check results, the audit log and finished
-    operations (never an active one)."""
+    """Drop what is older than ``days``: hourly health figures, ended incidents, the audit
+    log and finished operations (never an active one, never an open incident)."""
     cutoff = utcnow() - timedelta(days=days)
     removed = 0
     async with sessions.begin() as s:
         for stmt in (
-            delete(CheckResult).where(CheckResult.checked_at < cutoff),
+            delete(HealthHour).where(HealthHour.hour < cutoff),
+            delete(Incident).where(Incident.ended_at.is_not(None), Incident.ended_at < cutoff),
             delete(AuditLog).where(AuditLog.at < cutoff),
             delete(Operation).where(
                 Operation.state.in_((OpState.SUCCEEDED, OpState.FAILED, OpState.INTERRUPTED)),
@@ -45,6 +46,7 @@ def schedule_jobs(
     queue: JobQueue[Any], core: Core,
     on_abandoned: Callable[[list[OperationView]], Awaitable[None]], *,
     lease_check_every: float, daily: DailySnapshots | None = None,
+    send_alerts: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     async def _prune(_: Any) -> None:
         await prune_history(core.sessions, days=core.settings.camreach_history_days)
@@ -65,3 +67,9 @@ def schedule_jobs(
         queue.run_repeating(_daily, interval=30, first=1, name="daily-snapshots")
     queue.run_repeating(_leases, interval=lease_check_every, first=lease_check_every,
                         name="lease-check")
+    if send_alerts is not None:
+        async def _alerts(_: Any) -> None:
+            # The outbox the sweeps (this process's or workers') write; only the bot sends.
+            await send_alerts()
+
+        queue.run_repeating(_alerts, interval=2, first=1, name="send-alerts")

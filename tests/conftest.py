@@ -59,6 +59,9 @@ def settings(tmp_path: Path, database_url: str, secret_key: str) -> Settings:
         database_url=database_url,
         camreach_data_dir=tmp_path / "data",
         camreach_secret_key=secret_key,
+        # Health sweeps would probe whatever stand-ins a test sets up, at their own times;
+        # the tests of sweeps turn them on (or run a Sweeper) themselves.
+        camreach_sweep_in_bot=False,
     )
 
 

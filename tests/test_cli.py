@@ -61,7 +61,7 @@ def test_db_upgrade_and_current(cli_env: dict[str, str]) -> None:
     up = camreach(cli_env, "db", "upgrade")
     assert up.returncode == 0, up.stderr
     after = camreach(cli_env, "db", "current")
-    assert after.stdout.strip() == "0003"
+    assert after.stdout.strip() == "0004"
 
 
 def test_apply_list_show_status(cli_env: dict[str, str], site_file: Path) -> None:
@@ -97,8 +97,12 @@ def test_apply_list_show_status(cli_env: dict[str, str], site_file: Path) -> Non
     data = json.loads(status.stdout)
     assert [s["name"] for s in data] == ["farmhouse"]
     assert next(iter(data[0])) == "name"
-    assert set(data[0]) == {"name", "droplet", "router", "modem", "cameras", "peers",
-                            "open_incidents", "last_operation", "updated_at"}
+    assert list(data[0]) == ["name", "droplet", "router", "modem", "cameras", "peers",
+                             "open_incidents", "last_operation", "updated_at", "health"]
+    health = data[0]["health"]
+    assert list(health) == ["droplet", "tunnel", "router", "modem", "camera:porch"]
+    assert all(set(h) == {"state", "since", "checked_at", "summary"} for h in health.values())
+    assert {h["state"] for h in health.values()} == {"unknown"}  # never checked
     assert data[0]["cameras"] == ["porch"]
     assert data[0]["router"]["host"] == "192.168.1.1"
     assert data[0]["modem"] == {"protocol": "auto", "apn": "airtelgprs.com", "model": None}
@@ -171,3 +175,17 @@ def test_wrong_secret_key_is_clear(cli_env: dict[str, str], site_file: Path) -> 
     env = dict(cli_env, CAMREACH_SECRET_KEY="not-a-key")
     res = camreach(env, "site", "list")
     assert "CAMREACH_SECRET_KEY is not a valid key" in res.stderr
+
+
+def test_check_says_which_part_failed_and_exits_1(cli_env: dict[str, str], site_file: Path,
+                                                  tmp_path: Path) -> None:
+    """A site without its droplet yet: the real probes run and say what is missing."""
+    assert camreach(cli_env, "site", "apply", str(site_file)).returncode == 0
+    res = camreach(cli_env, "check", "farmhouse", "--json")
+    assert res.returncode == 1, res.stderr
+    doc = json.loads(res.stdout)
+    assert list(doc)[:4] == ["droplet", "tunnel", "router", "modem"]
+    assert doc["droplet"]["state"] in ("unknown", "failing")
+    assert "droplet" in doc["droplet"]["summary"].lower()
+    missing = camreach(cli_env, "check", "nowhere")
+    assert missing.returncode != 0 and "nowhere" in missing.stderr

@@ -24,11 +24,12 @@ async def test_upgrade_from_empty_matches_models(database_url: str) -> None:
         async with engine.connect() as conn:
             assert await conn.run_sync(diff) == []
             found = await conn.run_sync(tables)
-        assert await db.current_revision(engine) == "0003"
+        assert await db.current_revision(engine) == "0004"
     finally:
         await engine.dispose()
     expected = {"sites", "droplets", "routers", "modems", "vpn_peers", "cameras", "secrets",
-                "check_results", "incidents", "operations", "audit_log", "alembic_version",
+                "component_health", "health_hours", "site_sweeps", "alert_outbox",
+                "incidents", "operations", "audit_log", "alembic_version",
                 "conversation_states", "flow_data"}
     assert expected <= found
 
@@ -38,6 +39,6 @@ async def test_upgrade_is_idempotent(database_url: str) -> None:
     await db.upgrade(database_url)
     engine = db.make_engine(database_url)
     try:
-        assert await db.current_revision(engine) == "0003"
+        assert await db.current_revision(engine) == "0004"
     finally:
         await engine.dispose()

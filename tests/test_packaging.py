@@ -25,8 +25,11 @@ def dockerfile() -> list[str]:
 
 def test_services_and_database_url_agree() -> None:
     c = compose()
-    assert set(c["services"]) == {"bot", "postgres"}
-    bot, pg = c["services"]["bot"], c["services"]["postgres"]
+    assert set(c["services"]) == {"bot", "worker", "postgres"}
+    bot, pg, worker = (c["services"][n] for n in ("bot", "postgres", "worker"))
+    assert worker["command"] == ["worker"]
+    assert worker["environment"]["DATABASE_URL"] == bot["environment"]["DATABASE_URL"]
+    assert worker["volumes"] == bot["volumes"]  # the same secret key
     url = urlparse(bot["environment"]["DATABASE_URL"])
     assert url.scheme == "postgresql" and url.hostname == "postgres"
     env = pg["environment"]

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.core import Core
-from bot.db.models import AuditLog, CheckResult, Operation, OpState, Site
+from bot.db.models import AuditLog, HealthHour, Incident, Operation, OpState, Site
 from bot.db.types import utcnow
 from bot.settings import Settings
 from jobs.scheduler import prune_history
@@ -30,7 +30,7 @@ async def test_scheduler_runs_with_the_app(settings: Settings, api: FakeTelegram
         queue = seen[0].job_queue
         assert queue is not None and queue.scheduler.running
         assert sorted(j.name for j in queue.jobs()) == ["daily-snapshots", "lease-check",
-                                                        "prune-history"]
+                                                        "prune-history", "send-alerts"]
     assert not queue.scheduler.running
 
 
@@ -41,21 +41,25 @@ async def test_prune_history_keeps_what_is_recent_or_active(core: Core) -> None:
         s.add(site)
         await s.flush()
         s.add_all([
-            CheckResult(site_id=site.id, target="tunnel", ok=True, checked_at=old),
-            CheckResult(site_id=site.id, target="tunnel", ok=False, checked_at=recent),
+            HealthHour(site_id=site.id, component="tunnel", hour=old, checks=1, up=1),
+            HealthHour(site_id=site.id, component="tunnel", hour=recent, checks=1, up=0),
+            Incident(site_id=site.id, target="tunnel", started_at=old, ended_at=old),
+            Incident(site_id=site.id, target="router", started_at=old, ended_at=None),
             AuditLog(at=old, action="site.apply", outcome="ok"),
             AuditLog(at=recent, action="site.apply", outcome="ok"),
             Operation(kind="a", state=OpState.SUCCEEDED, created_at=old, finished_at=old),
             Operation(kind="b", state=OpState.FAILED, created_at=old, finished_at=recent),
             Operation(kind="c", state=OpState.RUNNING, created_at=old, heartbeat_at=old),
         ])
-    assert await prune_history(core.sessions, days=90) == 3
+    assert await prune_history(core.sessions, days=90) == 4
     async with core.sessions() as s:
-        checks = (await s.execute(select(CheckResult.checked_at))).scalars().all()
+        checks = (await s.execute(select(HealthHour.hour))).scalars().all()
+        incidents = (await s.execute(select(Incident.target))).scalars().all()
         audit = (await s.execute(select(AuditLog.at))).scalars().all()
         kinds = sorted((await s.execute(select(Operation.kind))).scalars().all())
     assert [c > old for c in checks] == [True] and [a > old for a in audit] == [True]
     assert kinds == ["b", "c"]  # recent, and active however old
+    assert incidents == ["router"]  # an open incident stays however old
 
 
 async def test_history_days_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

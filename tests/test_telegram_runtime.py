@@ -256,11 +256,13 @@ async def test_status_lists_sites_and_details(settings: Settings, api: FakeTeleg
                 Actor.cli())
         api.inject_message(ADMIN_ID, "/status")
         both = await api.wait_for("sendMessage", lambda c: "farm" in c.params["text"])
-        assert "📍 shop" in both.params["text"]
-        assert "droplet: not created yet" in both.params["text"]
+        lines = both.params["text"].splitlines()
+        assert [ln.split(":")[0] for ln in lines[:2]] == ["farm", "shop"]  # a line per site
         api.inject_message(ADMIN_ID, "/status shop")
         one = await api.wait_for("sendMessage", lambda c: "shop" in c.params["text"])
         assert "farm" not in one.params["text"] and "cameras: porch" in one.params["text"]
+        assert "droplet: not created yet" in one.params["text"]
+        assert "not checked yet" in one.params["text"]
         api.inject_message(ADMIN_ID, "/status nowhere")
         err = await api.wait_for("sendMessage", lambda c: "nowhere" in c.params["text"])
         assert "There is no site named 'nowhere'" in err.params["text"]

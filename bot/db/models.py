@@ -179,29 +179,93 @@ class Secret(Timestamped, Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class CheckResult(Base):
-    __tablename__ = "check_results"
+class ComponentHealth(Base):
+    """The latest check of one part of a site, and its alert state machine (JSON, see
+    :class:`bot.health.machine.Machine`), which must survive restarts."""
+
+    __tablename__ = "component_health"
+    __table_args__ = (UniqueConstraint("site_id", "component", name="uq_component_health_part"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    component: Mapped[str] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    machine: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class HealthHour(Base):
+    """Per-hour aggregate of one part's checks, for charts; every probe is not kept."""
+
+    __tablename__ = "health_hours"
+    __table_args__ = (
+        UniqueConstraint("site_id", "component", "hour", name="uq_health_hours_slot"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    component: Mapped[str] = mapped_column(String(80))
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    up: Mapped[int] = mapped_column(Integer, default=0)
+    value_min: Mapped[float | None] = mapped_column(Float)
+    value_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    value_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SiteSweep(Base):
+    """When a site's next check is due, and which process holds it now (a lease, as for
+    operations: a dead worker's sites are taken over once its lease runs out)."""
+
+    __tablename__ = "site_sweeps"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    next_due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_swept_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sweeps: Mapped[int] = mapped_column(BigInteger, default=0)
+    muted_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlertOutbox(Base):
+    """Alerts waiting for the bot: workers write them, exactly one process sends them."""
+
+    __tablename__ = "alert_outbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
-    target: Mapped[str] = mapped_column(String(64))
-    ok: Mapped[bool] = mapped_column(Boolean)
-    latency_ms: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(Text)
-    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))  # down, recovered, reminder, reboot
+    component: Mapped[str] = mapped_column(String(80))
+    text: Mapped[str] = mapped_column(Text)
+    has_camera: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class Incident(Base):
+    """One outage of one part: start, end, cause and the alerts sent (or recorded muted)."""
+
     __tablename__ = "incidents"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
-    target: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(80))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     alerted: Mapped[bool] = mapped_column(Boolean, default=False)
     recovery_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
     summary: Mapped[str | None] = mapped_column(Text)
+    cause: Mapped[str | None] = mapped_column(Text)
+    alerts_sent: Mapped[int] = mapped_column(Integer, default=0)
+    muted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class OpState(enum.StrEnum):

@@ -1,0 +1,288 @@
+"""Health in the database: sweep schedules and their leases, the latest state of every part,
+hourly figures, incidents and the alert outbox.
+
+Claims work on both databases: PostgreSQL skips rows another worker has locked (``FOR UPDATE
+SKIP LOCKED``), and the claiming ``UPDATE`` repeats the "due and not leased" condition, so on
+SQLite (which ignores ``FOR UPDATE``) two processes still never claim the same site.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.models import (
+    AlertOutbox,
+    ComponentHealth,
+    Droplet,
+    HealthHour,
+    Incident,
+    Site,
+    SiteSweep,
+)
+from bot.health.model import (
+    MODEM,
+    MUTED,
+    PARTS,
+    TUNNEL,
+    ComponentView,
+    HourRow,
+    IncidentView,
+    SiteHealth,
+    State,
+    camera_component,
+    ordered,
+)
+from bot.leases import Owner
+from bot.services.secrets import dialect_insert
+
+Sessions = async_sessionmaker[AsyncSession]
+# A muted site without an end: until /unmute.
+FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    site_id: int
+    name: str
+
+
+def key_value(component: str, figures: dict[str, Any] | Any) -> float | None:
+    """The figure kept per hour for charts: the tunnel's handshake age, the modem's RSRP
+    (else RSSI)."""
+    keys = {TUNNEL: ("handshake_age",), MODEM: ("rsrp", "rssi")}.get(component, ())
+    for key in keys:
+        value = figures.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+async def ensure_schedules(sessions: Sessions, now: datetime, *, jitter: float,
+                           only: Sequence[int] | None = None) -> int:
+    """Give every site with a droplet a sweep schedule, first due within ``jitter`` seconds
+    (spread so that sites added together do not all fire at once); ``only``: these sites,
+    droplet or not (a check asked for by name)."""
+    async with sessions.begin() as s:
+        q = select(Site.id).outerjoin(SiteSweep, SiteSweep.site_id == Site.id) \
+            .where(SiteSweep.site_id.is_(None))
+        q = q.where(Site.id.in_(only)) if only is not None else \
+            q.join(Droplet, Droplet.site_id == Site.id)
+        missing = (await s.execute(q)).scalars().all()
+        for site_id in missing:
+            due = now + timedelta(seconds=random.uniform(0, jitter))  # noqa: S311 (jitter, not a secret)
+            await s.execute(dialect_insert(s, SiteSweep).values(
+                site_id=site_id, next_due_at=due, sweeps=0,
+            ).on_conflict_do_nothing(index_elements=[SiteSweep.site_id]))
+    return len(missing)
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(SiteSweep.lease_until.is_(None), SiteSweep.lease_until < now)
+
+
+async def claim_due(sessions: Sessions, owner: Owner, now: datetime, *, limit: int,
+                    lease: float, only: Sequence[int] | None = None) -> list[Claimed]:
+    """Lease up to ``limit`` due sites (or the sites ``only``, due or not) to ``owner``."""
+    if limit <= 0:
+        return []
+    cond = _claimable(now) if only is not None else and_(SiteSweep.next_due_at <= now,
+                                                         _claimable(now))
+    if only is not None:
+        cond = and_(cond, SiteSweep.site_id.in_(only))
+    async with sessions.begin() as s:
+        ids = (await s.execute(
+            select(SiteSweep.site_id).where(cond).order_by(SiteSweep.next_due_at)
+            .limit(limit).with_for_update(skip_locked=True))).scalars().all()
+        if not ids:
+            return []
+        await s.execute(
+            update(SiteSweep).where(SiteSweep.site_id.in_(ids), cond)
+            .values(owner_host=owner.host, owner_pid=owner.pid, owner_token=owner.token,
+                    lease_until=now + timedelta(seconds=lease))
+            .execution_options(synchronize_session=False))
+        rows = (await s.execute(
+            select(SiteSweep.site_id, Site.name).join(Site, Site.id == SiteSweep.site_id)
+            .where(SiteSweep.site_id.in_(ids), SiteSweep.owner_token == owner.token)
+        )).all()
+    return [Claimed(site_id, name) for site_id, name in rows]
+
+
+async def renew(sessions: Sessions, owner: Owner, site_ids: Iterable[int], until: datetime
+                ) -> None:
+    ids = list(site_ids)
+    if not ids:
+        return
+    async with sessions.begin() as s:
+        await s.execute(update(SiteSweep)
+                        .where(SiteSweep.site_id.in_(ids), SiteSweep.owner_token == owner.token)
+                        .values(lease_until=until)
+                        .execution_options(synchronize_session=False))
+
+
+async def release(s: AsyncSession, owner: Owner, site_id: int, *, next_due: datetime | None,
+                  swept_at: datetime | None) -> bool:
+    """End ``owner``'s lease of a site; False when the lease was lost (taken over)."""
+    values: dict[str, Any] = {"owner_host": None, "owner_pid": None, "owner_token": None,
+                              "lease_until": None}
+    if next_due is not None:
+        values["next_due_at"] = next_due
+    if swept_at is not None:
+        values.update(last_swept_at=swept_at, sweeps=SiteSweep.sweeps + 1)
+    result = await s.execute(
+        update(SiteSweep).where(SiteSweep.site_id == site_id,
+                                SiteSweep.owner_token == owner.token)
+        .values(**values).execution_options(synchronize_session=False))
+    return getattr(result, "rowcount", 0) == 1
+
+
+async def add_hour(s: AsyncSession, site_id: int, component: str, at: datetime, up: bool,
+                   value: float | None) -> None:
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    stmt = dialect_insert(s, HealthHour).values(
+        site_id=site_id, component=component, hour=hour, checks=1, up=int(up),
+        value_min=value, value_sum=value or 0.0, value_count=int(value is not None))
+    excluded = stmt.excluded
+    await s.execute(stmt.on_conflict_do_update(
+        index_elements=[HealthHour.site_id, HealthHour.component, HealthHour.hour],
+        set_={
+            "checks": HealthHour.checks + 1,
+            "up": HealthHour.up + excluded.up,
+            "value_min": func.coalesce(
+                func.min(HealthHour.value_min, excluded.value_min)
+                if s.get_bind().dialect.name == "sqlite"
+                else func.least(HealthHour.value_min, excluded.value_min),
+                HealthHour.value_min, excluded.value_min),
+            "value_sum": HealthHour.value_sum + excluded.value_sum,
+            "value_count": HealthHour.value_count + excluded.value_count,
+        }))
+
+
+async def set_muted(sessions: Sessions, site_id: int, until: datetime | None) -> None:
+    async with sessions.begin() as s:
+        await s.execute(dialect_insert(s, SiteSweep).values(
+            site_id=site_id, next_due_at=datetime.now(UTC), sweeps=0,
+            muted_until=until,
+        ).on_conflict_do_update(index_elements=[SiteSweep.site_id],
+                                set_={"muted_until": until}))
+
+
+async def request_sweep(sessions: Sessions, site_ids: Sequence[int], now: datetime) -> None:
+    """Make sites due now (a Refresh): whoever sweeps next takes them first."""
+    async with sessions.begin() as s:
+        await s.execute(update(SiteSweep).where(SiteSweep.site_id.in_(site_ids))
+                        .values(next_due_at=now).execution_options(synchronize_session=False))
+
+
+def _shown_state(state: str, muted: bool) -> str:
+    return MUTED if muted and state in (State.FAILING, State.DOWN) else state
+
+
+async def site_health(sessions: Sessions, names: Sequence[str] | None, now: datetime
+                      ) -> list[SiteHealth]:
+    """What is known now of each site (all sites when ``names`` is None), from the database
+    alone: answered at once, whatever the network does."""
+    async with sessions() as s:
+        q = select(Site).order_by(Site.name)
+        if names is not None:
+            q = q.where(Site.name.in_(names))
+        sites = (await s.execute(q)).scalars().all()
+        ids = [site.id for site in sites]
+        rows = (await s.execute(select(ComponentHealth)
+                                .where(ComponentHealth.site_id.in_(ids)))).scalars().all()
+        sweeps = {r.site_id: r for r in (await s.execute(
+            select(SiteSweep).where(SiteSweep.site_id.in_(ids)))).scalars().all()}
+        open_incidents = (await s.execute(
+            select(Incident).where(Incident.site_id.in_(ids), Incident.ended_at.is_(None))
+            .order_by(Incident.started_at))).scalars().all()
+    by_site: dict[int, dict[str, ComponentHealth]] = {}
+    for part in rows:
+        by_site.setdefault(part.site_id, {})[part.component] = part
+    incidents: dict[int, Incident] = {}
+    for opened in open_incidents:
+        incidents.setdefault(opened.site_id, opened)  # the oldest open one: the root's
+    out: list[SiteHealth] = []
+    for site in sites:
+        cams = [camera_component(c["name"]) for c in site.spec.get("cameras", [])]
+        sweep = sweeps.get(site.id)
+        muted_until = sweep.muted_until if sweep and sweep.muted_until else None
+        muted = muted_until is not None and muted_until > now
+        known = by_site.get(site.id, {})
+        views: dict[str, ComponentView] = {}
+        for comp in ordered([*PARTS, *cams]):
+            row = known.get(comp)
+            if row is None:
+                views[comp] = ComponentView(comp, State.UNKNOWN, None, None, "not checked yet")
+            else:
+                views[comp] = ComponentView(comp, _shown_state(row.state, muted), row.since,
+                                            row.checked_at, row.summary, dict(row.figures))
+        inc = incidents.get(site.id)
+        out.append(SiteHealth(
+            site=site.name, components=views, muted_until=muted_until if muted else None,
+            incident=IncidentView(inc.target, inc.started_at, inc.ended_at, inc.cause,
+                                  inc.alerts_sent) if inc else None,
+            has_camera=bool(cams), timezone=site.spec.get("timezone")))
+    return out
+
+
+async def hours(sessions: Sessions, site: str, since: datetime) -> list[HourRow]:
+    async with sessions() as s:
+        rows = (await s.execute(
+            select(HealthHour).join(Site, Site.id == HealthHour.site_id)
+            .where(Site.name == site, HealthHour.hour >= since)
+            .order_by(HealthHour.hour))).scalars().all()
+    return [HourRow(r.component, r.hour, r.checks, r.up, r.value_min,
+                    r.value_sum / r.value_count if r.value_count else None) for r in rows]
+
+
+# -- the outbox ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PendingAlert:
+    id: int
+    site: str
+    kind: str
+    component: str
+    text: str
+    has_camera: bool
+    alert_chat: int | None  # the site's own extra chat (health.alert_chat)
+
+
+async def claim_alerts(sessions: Sessions, now: datetime, *, limit: int = 20,
+                       stale_after: float = 120.0) -> list[PendingAlert]:
+    """Alerts to send, claimed so that a second sender skips them; a claim older than
+    ``stale_after`` (its sender died before sending) is claimed again."""
+    stale = now - timedelta(seconds=stale_after)
+    cond = and_(AlertOutbox.sent_at.is_(None),
+                or_(AlertOutbox.claimed_at.is_(None), AlertOutbox.claimed_at < stale))
+    async with sessions.begin() as s:
+        ids = (await s.execute(select(AlertOutbox.id).where(cond).order_by(AlertOutbox.id)
+                               .limit(limit).with_for_update(skip_locked=True))).scalars().all()
+        if not ids:
+            return []
+        await s.execute(update(AlertOutbox).where(AlertOutbox.id.in_(ids), cond)
+                        .values(claimed_at=now).execution_options(synchronize_session=False))
+        rows = (await s.execute(
+            select(AlertOutbox, Site.name, Site.spec).join(Site, Site.id == AlertOutbox.site_id)
+            .where(AlertOutbox.id.in_(ids), AlertOutbox.claimed_at == now)
+            .order_by(AlertOutbox.id))).all()
+    return [PendingAlert(a.id, name, a.kind, a.component, a.text, a.has_camera,
+                         (spec.get("health") or {}).get("alert_chat"))
+            for a, name, spec in rows]
+
+
+async def finish_alert(sessions: Sessions, alert_id: int, *, sent: bool, now: datetime) -> None:
+    """Sent: never again. Not sent (Telegram unreachable): back in the queue."""
+    async with sessions.begin() as s:
+        await s.execute(update(AlertOutbox).where(AlertOutbox.id == alert_id).values(
+            sent_at=now if sent else None, claimed_at=now if sent else None))
+        if not sent:
+            return
+        await s.execute(delete(AlertOutbox).where(
+            AlertOutbox.sent_at.is_not(None),
+            AlertOutbox.sent_at < now - timedelta(days=7)))
