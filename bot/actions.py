@@ -15,6 +15,7 @@ _MARK = re.compile(r"⟦([^⟧]*)⟧")
 _SPELLING: dict[str, tuple[str, str]] = {
     "setup": ("site apply FILE", "setup"),
     "site list": ("site list", "status"),
+    "droplet destroy": ("site destroy", "droplet destroy"),
 }
 
 

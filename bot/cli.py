@@ -431,6 +431,15 @@ async def site_show(ctx: click.Context, name: str) -> None:
     click.echo(yaml.safe_dump(spec.to_json(), sort_keys=False).rstrip())
 
 
+@site_group.command("export")
+@click.argument("name")
+@click.pass_context
+@run_async
+async def site_export(ctx: click.Context, name: str) -> None:
+    """Print site NAME as a site file that `site apply` takes back (secrets only as *_env)."""
+    click.echo(await with_core(settings_from(ctx), lambda c: c.export_site(name)), nl=False)
+
+
 @site_group.command("destroy")
 @click.argument("name")
 @click.option("--confirm", "confirm_name", metavar="NAME",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.actions import action
 from bot.adapters.digitalocean import AccountInfo, DigitalOceanClient, RegionInfo, SizeInfo
 from bot.crypto import SecretBox
 from bot.errors import CamreachError, NotFound, OperatorError, ValidationFailed
@@ -24,7 +25,7 @@ from bot.router.modem_status import ModemStatus
 from bot.router.packages import FeedConfig
 from bot.router.push_plan import PushPlan
 from bot.router.service import FirstContact, RouterService
-from bot.services import identity, sites
+from bot.services import identity, setup_flow, sites
 from bot.services.audit import Actor, AuditTrail
 from bot.services.cameras import (
     CameraService,
@@ -40,6 +41,7 @@ from bot.services.discovery import DiscoveredDevice, discover
 from bot.services.droplets import DropletService, DropletView, Timing
 from bot.services.peers import NewPeer, PeerService, PeerStatus
 from bot.services.secrets import SecretStore
+from bot.services.setup_flow import SetupProgress
 from bot.settings import Settings
 from bot.site import SiteSpec
 
@@ -405,6 +407,56 @@ class Core:
         name, whether it speaks HIKVision ISAPI, and which camera of the site it is."""
         return await discover(self.sessions, self.router, self.droplets, site)
 
+    # -- the guided /setup ---------------------------------------------------------------------
+    async def create_site(self, name: str, actor: Actor) -> SetupProgress:
+        """A new site from its name alone (the defaults of examples/site.yaml)."""
+        if name in await self.site_names():
+            raise ValidationFailed(f"A site named {name} exists already: pick it, or give "
+                                   "another name.")
+        await self.apply_site(setup_flow.validate(setup_flow.new_site_doc(name)), actor)
+        return await self.setup_progress(name)
+
+    async def setup_progress(self, site: str) -> SetupProgress:
+        """Which steps of /setup are done for ``site`` (from the database)."""
+        return await setup_flow.progress(self.sessions, site)
+
+    async def set_router_host(self, site: str, host: str, actor: Actor) -> None:
+        doc = (await self.site_spec(site)).to_json()
+        await self.apply_site(setup_flow.validate(setup_flow.router_host_doc(doc, host)), actor)
+
+    async def router_connect_password(self, site: str, password: str,
+                                      actor: Actor) -> FirstContact:
+        """First contact with a root password typed in chat: used for this login only."""
+        REDACTOR.add(password)
+        result = await self.router.first_contact(site, password=password)
+        await self.audit.record(actor, "router.connect", "ok", site=site, detail="from chat")
+        return result
+
+    async def set_modem(self, site: str, apn: str, actor: Actor, *,
+                        pin: str | None = None) -> None:
+        """The APN (and a SIM PIN, stored encrypted) chosen in /setup."""
+        doc = (await self.site_spec(site)).to_json()
+        spec = setup_flow.validate(setup_flow.modem_doc(doc, apn, pin=pin is not None))
+        if pin is not None:
+            REDACTOR.add(pin)
+            await self.secrets.put(setup_flow.modem_pin_secret(site), pin)
+        else:  # no PIN now: an old one must not be sent (wrong PINs lock the SIM)
+            await self.secrets.delete(setup_flow.modem_pin_secret(site))
+        await self.apply_site(spec, actor)
+
+    async def forget_site(self, site: str, actor: Actor) -> None:
+        """Delete a site that exists only in the database (no droplet): a /setup cancelled
+        early leaves nothing behind."""
+        if await self.describe_droplet(site) is not None:
+            raise OperatorError(f"{site} has a droplet: destroy it first "
+                                f"({action('droplet destroy', site)}).")
+        await sites.delete_site(self.sessions, site)
+        await self.secrets.delete(setup_flow.modem_pin_secret(site))
+        await self.audit.record(actor, "site.forget", "ok", site=site)
+
+    def setup_undo(self, progress: SetupProgress) -> list[str]:
+        return setup_flow.undo_list(progress)
+
     # -- health ------------------------------------------------------------------------------
     async def health(self, names: list[str] | None = None) -> list[SiteHealth]:
         """Every part of every site (or of ``names``) as last checked: from the database
@@ -460,3 +512,10 @@ class Core:
             if extra is not None and extra not in chats:
                 chats.append(extra)
         return chats
+
+    async def export_site(self, name: str) -> str:
+        """Site ``name`` as a site file (YAML) that ``site apply`` takes back: ``*_env``
+        references only; a secret stored encrypted (typed in chat) gets a variable name."""
+        from bot.services.export import export_site
+
+        return await export_site(self.sessions, name)

@@ -537,3 +537,123 @@ def unmuted(site: str) -> str:
 
 def uptime_caption(site: str) -> str:
     return f"{site}: modem signal and tunnel, last 24 h"
+
+
+# -- the guided /setup ------------------------------------------------------------------------
+BUTTON_NEW_SITE = "➕ New site"
+BUTTON_SKIP = "Skip"
+BUTTON_NO_PIN = "No PIN"
+BUTTON_OTHER_APN = "Other (type it)"
+BUTTON_STICK_YES = "Yes: confirm through the tunnel"
+BUTTON_STICK_NO = "Not yet: confirm on the LAN"
+ASK_SITE_NAME = ("A name for the new site (letters, digits and '-', e.g. farmhouse). "
+                 "/cancel to stop.")
+SETUP_STEP_NAMES = {"droplet": "VPN server (droplet)", "router": "router",
+                    "modem": "modem (APN)", "push": "router configuration",
+                    "camera": "camera"}
+SETUP_USAGE = "Usage: /setup [SITE] [droplet|router|modem|camera]"
+ASK_APN = ("Which mobile operator is the SIM from? Pick its APN, or type the APN your "
+           "operator gives.")
+ASK_APN_TEXT = "Type the APN (e.g. airtelgprs.com). /cancel to stop."
+ASK_PIN = ("Does the SIM ask for a PIN? Send the PIN (I delete the message at once and keep "
+           "it encrypted), or press No PIN.")
+PIN_INVALID = "A SIM PIN is 4 to 8 digits. Send it again, or press No PIN."
+ASK_STICK = ("Is the LTE stick plugged into the router, with a working SIM?\n"
+             "Yes: camreach confirms the new settings through the tunnel.\n"
+             "Not yet (router on the desk): it confirms them on the LAN, and you finish at "
+             "the site.")
+ASK_CAMERA_USER = "The camera's user name (HIKVision's default is admin):"
+ASK_CAMERA_PASSWORD = ("The camera's password. I delete the message at once and keep it "
+                       "encrypted.")
+NO_CAMERAS_FOUND = ("No camera answered on the router's LAN. Check that it is powered and "
+                    "cabled to the router, then /setup SITE camera again (or Skip).")
+WAITING_FOR_DROPLET = "Waiting for the droplet to be ready before configuring the router…"
+
+
+def setup_checklist(site: str, done: dict[str, bool], details: dict[str, str]) -> str:
+    lines = [f"Setup of {site}:"]
+    for step, label in SETUP_STEP_NAMES.items():
+        mark = "✅" if done.get(step) else "⬜"
+        extra = f" — {details[step]}" if details.get(step) else ""
+        lines.append(f"{mark} {label}{extra}")
+    return "\n".join(lines)
+
+
+def continue_button(step: str) -> str:
+    return f"▶ Continue: {SETUP_STEP_NAMES[step]}"
+
+
+def redo_button(step: str) -> str:
+    return f"↻ Redo: {SETUP_STEP_NAMES[step]}"
+
+
+def site_created(site: str) -> str:
+    return (f"Site {site} created with the usual defaults (router 192.168.1.1, LAN "
+            "192.168.1.0/24, VPN 10.8.0.0/24, droplet in blr1, the smallest size); each step "
+            "lets you change its part.")
+
+
+def ask_router_host(site: str, current: str) -> str:
+    return (f"Router of {site}: where can camreach reach it now? Send its LAN address, or "
+            f"press {current} (OpenWrt's default). The machine camreach runs on must be on "
+            "the router's network for this step: connect it by cable to a LAN port of the "
+            "router (or its Wi-Fi).")
+
+
+def router_unreachable(host: str, problem: str) -> str:
+    return (f"camreach cannot reach the router at {host}: {problem}\n"
+            "Connect the machine camreach runs on to the router's LAN port (the router gives "
+            "it an address by DHCP), check the router is powered, then send the address "
+            "again.")
+
+
+def ask_router_password(host: str) -> str:
+    return (f"The router's root password (the one you set after flashing, at {host}). I "
+            "delete the message at once and use it once, to install camreach's key; it is "
+            "not stored.")
+
+
+def router_password_refused() -> str:
+    return "The router refused that password. Send the root password again. /cancel to stop."
+
+
+def apn_invalid(apn: str) -> str:
+    return (f"{apn!r} is not an APN: letters, digits, '.' and '-', e.g. airtelgprs.com. "
+            "Send it again.")
+
+
+def router_ready(site: str, detected: str, proposal: str) -> str:
+    return f"✅ Router of {site} connected.\n{detected}\n{proposal}"
+
+
+def camera_proof(site: str, camera: str, model: str) -> str:
+    return f"✅ {camera} ({model}) at {site}: here is its first picture."
+
+
+def setup_summary(site: str, lines: list[str], price: float | None) -> str:
+    cost = f"\nCost: about ${price:g} per month (the droplet)." if price is not None else ""
+    done = "\n".join(f"• {ln}" for ln in lines)
+    return (f"🎉 Setup of {site} finished.\n{done}{cost}\n\n"
+            f"Next: /peer add PHONE-NAME {site} gives your phone a VPN profile (QR code) to "
+            f"watch the cameras; /status for every part at a glance; /snapshot {site} for a "
+            f"picture; /uptime {site}; alerts come by themselves.")
+
+
+def setup_cancelled(left: list[str], forgot: bool, site: str) -> str:
+    if forgot:
+        return f"Cancelled. Nothing had been created outside camreach; the site {site} is gone."
+    if not left:
+        return f"{CANCELLED} /setup {site} continues from where it stopped."
+    items = "\n".join(f"• {item}" for item in left)
+    return (f"Cancelled. What exists now for {site}, and how to remove it:\n{items}\n"
+            f"/setup {site} continues from where it stopped.")
+
+
+def at_site_todo(site: str) -> str:
+    return ("Configured on the desk. At the site: plug the LTE stick with its SIM into the "
+            "router and power it; it dials in by itself. /status shows the tunnel when it is "
+            "up, and an alert says if it does not come.")
+
+
+def tunnel_up(site: str) -> str:
+    return f"✅ The router of {site} is reachable through the tunnel."

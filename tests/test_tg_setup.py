@@ -107,7 +107,7 @@ async def test_setup_end_to_end(
     async with cloud_init(fake_do, droplet_host), running_bot(settings, api, core=core):
         api.inject_message(ADMIN_ID, "/setup")
         sites = await sent(api, texts.SETUP_PICK_SITE)
-        assert labels(api, sites) == ["barn", "farm", "Cancel"]
+        assert labels(api, sites) == ["barn", "farm", "➕ New site", "Cancel"]
         press(api, sites, "farm")
         await sent(api, "DigitalOcean API token")
 
@@ -160,6 +160,12 @@ async def test_setup_again_rechecks_the_droplet_it_has(
     (do_id,) = fake_do.droplets
     async with cloud_init(fake_do, droplet_host), running_bot(do_settings, api, core=ready):
         api.inject_message(ADMIN_ID, "/setup")
+        checklist = await sent(api, "Setup of farm")
+        text = api.message(ADMIN_ID, checklist).content or ""
+        assert "✅ VPN server (droplet)" in text and "⬜ router" in text
+        assert labels(api, checklist) == ["↻ Redo: VPN server (droplet)", "↻ Redo: camera"]
+        await sent(api, "Router of farm: where can camreach reach it")  # the next step
+        press(api, checklist, "↻ Redo: VPN server")
         ask = await sent(api, "already has droplet camreach-farm")
         assert f"#{do_id}" in (api.message(ADMIN_ID, ask).content or "")
         press(api, ask, "Confirm")

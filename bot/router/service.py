@@ -36,6 +36,7 @@ from bot.operations import PUSH_ROUTER_CONFIG, OpContext
 from bot.render.model import RouterConfig
 from bot.render.router import render_router_sections
 from bot.router.access import (
+    RouterCredentials,
     RouterTiming,
     install_client_key,
     lan_target,
@@ -257,7 +258,8 @@ class RouterService:
             yield conn
 
     # -- first contact -------------------------------------------------------------------
-    async def first_contact(self, name: str, *, password_login: bool = False) -> FirstContact:
+    async def first_contact(self, name: str, *, password_login: bool = False,
+                            password: str | None = None) -> FirstContact:
         """Log in on the LAN with the site's password or key file, pin the host key, install
         camreach's key, and prove that the key alone now works. Then turn dropbear's password
         login off, root included (``password_login=True``: on again, e.g. before the router
@@ -265,7 +267,9 @@ class RouterService:
         works after dropbear restarted; otherwise it is rolled back and RemoteFailed raised
         (the key stays installed)."""
         view = await self._view(name)
-        creds = router_credentials(view.spec, self._env)
+        # A password typed in chat is used for this login only: camreach's key replaces it.
+        creds = RouterCredentials(password=password) if password else \
+            router_credentials(view.spec, self._env)
         key = await identity.client_key(self._secrets)
         target = lan_target(view.spec, client_key=key, pinned=view.pinned, credentials=creds,
                             timing=self.timing)
@@ -353,8 +357,9 @@ class RouterService:
                 s, self._secrets.box, site, view.spec)
             server_public = server.public_key
         choice = choose_modem(view.spec.modem, view.modem_mode, view.modem_device)
+        stored_pin = await self._secrets.get(f"modem-pin:{name}")  # a PIN typed in /setup
         return router_config(
-            view.spec, choice, modem_secrets(view.spec, self._env),
+            view.spec, choice, modem_secrets(view.spec, self._env, pin=stored_pin),
             router_private_key=router_private, server_public_key=server_public,
             endpoint_host=view.droplet_ip,
         )

@@ -67,13 +67,19 @@ def choose_modem(spec: ModemSpec, mode: str | None, device: str | None) -> Modem
     return ModemChoice(detected, device or _DEFAULT_DEVICE[detected])
 
 
-def modem_secrets(spec: SiteSpec, env: Mapping[str, str] | None = None) -> ModemSecrets:
+def modem_secrets(spec: SiteSpec, env: Mapping[str, str] | None = None, *,
+                  pin: str | None = None) -> ModemSecrets:
     """The SIM PIN and APN password from the variables the site names (the environment, then
-    ``.env``; ``env`` replaces both)."""
+    ``.env``; ``env`` replaces both). ``pin``: one typed in /setup and stored encrypted, used
+    when the variable the site names is not set."""
     values: dict[str, str | None] = {}
     for what, name in (("pin", spec.modem.pin_env), ("password", spec.modem.password_env)):
         if name is None:
             values[what] = None
+            continue
+        if what == "pin" and pin and not env_value(name, env):
+            REDACTOR.add(pin)
+            values[what] = pin
             continue
         value = env_value(name, env)
         if not value:

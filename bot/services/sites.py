@@ -270,3 +270,11 @@ async def site_statuses(
 async def list_site_names(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
     async with sessions() as s:
         return list((await s.execute(select(Site.name).order_by(Site.name))).scalars())
+
+
+async def delete_site(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
+    """Remove a site and everything the database holds of it (rows cascade)."""
+    async with sessions.begin() as s:
+        result = await s.execute(delete(Site).where(Site.name == name))
+        if not getattr(result, "rowcount", 0):
+            raise NotFound(f"There is no site named {name!r}.")
