@@ -291,3 +291,47 @@ def test_bad_mute_durations_say_what_to_give(text: str) -> None:
 
     with pytest.raises(ValidationFailed, match=r"30m|1 minute"):
         parse_duration(text)
+
+
+async def test_camreach_worker_serves_metrics_and_stops_on_sigterm(
+        cli_env: dict[str, str], core: Core) -> None:
+    """The real `camreach worker` process: it sweeps (a site it cannot reach shows up as
+    failing in the database and in /metrics) and stops cleanly on SIGTERM."""
+    import asyncio
+    import os
+    import shutil
+    import signal
+    import socket
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    await add_site(core, "farm", camera=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = shutil.which("camreach", path=str(Path(sys.executable).parent)) or "camreach"
+    env = {**cli_env, "CAMREACH_METRICS_PORT": str(port), "CAMREACH_CHECK_INTERVAL": "10"}
+    proc = await asyncio.create_subprocess_exec(exe, "worker", env=env,
+                                                stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        body = ""
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                try:
+                    body = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                except httpx.TransportError:
+                    body = ""
+                if 'camreach_component_up{component="droplet",site="farm"}' in body:
+                    break
+                await asyncio.sleep(0.1)
+        assert 'camreach_component_up{component="droplet",site="farm"} 0.0' in body
+        (health,) = await core.health(["farm"])
+        assert health.components["droplet"].state == "failing"
+        assert "not checked" in health.components["tunnel"].summary  # behind it
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()

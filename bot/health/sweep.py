@@ -123,8 +123,9 @@ class Sweeper:
         if self.metrics is not None:
             for part in verdict.parts:
                 self.metrics.record_probe(claimed.name, part.probe)
-                up = None if part.probe.ok is None and part.machine.state == "unknown" else \
-                    part.machine.state in ("ok", "failing")
+                # 1 ok, 0 failing or down, no series while nothing is known.
+                state = part.machine.state
+                up = None if state == "unknown" else state == "ok"
                 self.metrics.set_up(claimed.name, part.component, up)
         return SiteResult(claimed.name, probes, verdict)
 
