@@ -567,6 +567,10 @@ ASK_CAMERA_PASSWORD = ("The camera's password. I delete the message at once and 
                        "encrypted.")
 NO_CAMERAS_FOUND = ("No camera answered on the router's LAN. Check that it is powered and "
                     "cabled to the router, then /setup SITE camera again (or Skip).")
+ROUTER_CONNECTING = "Logging in to the router and installing camreach's key…"
+ROUTER_DETECTING = "Connected. Detecting the router, the modem and the packages…"
+PLANNING_PUSH = "Preparing the router's configuration…"
+LOOKING_FOR_CAMERAS = "Looking for cameras on the router's LAN…"
 WAITING_FOR_DROPLET = "Waiting for the droplet to be ready before configuring the router…"
 
 

@@ -112,6 +112,20 @@ async def _delete_secret_message(update: Update, context: CamreachContext) -> st
     return value
 
 
+async def _working(update: Update, context: CamreachContext, text: str,
+                   message_id: int | None = None) -> int:
+    """A "⏳ ..." line for a network step, edited as it goes (nothing looks frozen)."""
+    assert update.effective_chat is not None
+    if message_id is None:
+        return await _send(update, context, f"⏳ {text}")
+    try:
+        await context.bot.edit_message_text(f"⏳ {text}", chat_id=update.effective_chat.id,
+                                            message_id=message_id)
+    except TelegramError:
+        pass
+    return message_id
+
+
 def _menu(update: Update, context: CamreachContext) -> SetupMenu:
     menu = current_menu(update, context, SetupMenu)
     if menu is None:  # a state saved by an older version: start again
@@ -400,6 +414,7 @@ async def on_router_password(update: Update, context: CamreachContext) -> int:
     password = await _delete_secret_message(update, context)
     menu = _menu(update, context)
     core = context.core
+    note = await _working(update, context, texts.ROUTER_CONNECTING)
     try:
         await core.router_connect_password(menu.site, password, actor_of(update))
     except AuthRejected:
@@ -408,6 +423,7 @@ async def on_router_password(update: Update, context: CamreachContext) -> int:
     except Unreachable as exc:
         await _send(update, context, texts.router_unreachable(menu.host, exc.user_message))
         return ASKING_ROUTER_HOST
+    await _working(update, context, texts.ROUTER_DETECTING, note)
     found = await core.router_detect(menu.site, actor_of(update))
     if found.missing_packages:
         view = await start_with_progress(update, context, "install_router_packages",
@@ -498,6 +514,7 @@ async def _review(update: Update, context: CamreachContext, menu: SetupMenu) -> 
             return ConversationHandler.END
         menu.droplet_op = None
         menu.done.append("VPN server (droplet) ready")
+    await _working(update, context, texts.PLANNING_PUSH)
     plan = await core.plan_router_push(menu.site)
     if plan.no_changes:
         _passed(menu, "push")
@@ -553,6 +570,7 @@ async def on_stick(update: Update, context: CamreachContext) -> int | None:
 
 # -- camera ------------------------------------------------------------------------------------
 async def _discover(update: Update, context: CamreachContext, menu: SetupMenu) -> int:
+    await _working(update, context, texts.LOOKING_FOR_CAMERAS)
     found = await context.core.discover_cameras(menu.site)
     cameras = [d for d in found if d.isapi and d.camera is None] or \
         [d for d in found if d.camera is None]
