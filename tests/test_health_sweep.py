@@ -33,13 +33,14 @@ FIGURES: dict[str, dict[str, float | str]] = {
 
 def probes(ok: Mapping[str, bool | None], figures: Mapping[str, Mapping[str, float | str]]
            = FIGURES) -> list[Probe]:
-    return [Probe(c, good, "fine" if good else "no answer", figures.get(c, {}) if good else {})
-            for c, good in ok.items()]
+    return [Probe(c, good, "fine" if good else "not checked" if good is None else "no answer",
+                  figures.get(c, {}) if good else {}) for c, good in ok.items()]
 
 
 ALL_OK = {"droplet": True, "tunnel": True, "router": True, "modem": True, "camera:gate": True}
-TUNNEL_DOWN = {"droplet": True, "tunnel": False, "router": False, "modem": False,
-               "camera:gate": False}
+# As the real prober answers: the parts behind a failed tunnel are not checked (no information).
+TUNNEL_DOWN: dict[str, bool | None] = {"droplet": True, "tunnel": False, "router": None,
+                                       "modem": None, "camera:gate": None}
 
 
 class Scripted:
@@ -115,12 +116,46 @@ def test_dependents_of_a_down_part_stay_quiet_and_the_alert_names_the_root() -> 
         known = {j.component: Known(j.machine, j.figures) for j in verdict.parts}
         kinds += [(a.kind, a.component) for a in verdict.alerts]
     assert kinds == [("down", "tunnel")]
-    assert known["router"].machine.state == State.DOWN  # down, but silent
+    assert known["router"].machine.state == State.OK  # not checked: its own state stays
     assert known["modem"].figures["rsrp"] == -112.0  # the last figures are kept for the cause
     text = judge("farmhouse", probes(TUNNEL_DOWN), {
-        c: Known(Machine(State.FAILING, now, fails=2), k.figures) for c, k in known.items()
-    }, now, th, muted=False, zone="UTC").alerts[0].text
+        c: Known(Machine(State.FAILING if c == "tunnel" else State.OK, now, fails=2), k.figures)
+        for c, k in known.items()}, now, th, muted=False, zone="UTC").alerts[0].text
     assert "tunnel down since" in text and "RSRP -112 dBm (poor)" in text and "up 3 d" in text
+
+
+def test_a_real_failure_behind_a_failing_part_sends_nothing_of_its_own() -> None:
+    now = utcnow()
+    known = {c: Known(Machine(State.OK, now), FIGURES.get(c, {})) for c in ALL_OK}
+    both = {**ALL_OK, "tunnel": False, "router": False}
+    kinds: list[tuple[str, str]] = []
+    for i in range(5):
+        verdict = judge("farm", probes(both), known, now + timedelta(seconds=15 * i),
+                        Thresholds(), muted=False)
+        known = {j.component: Known(j.machine, j.figures) for j in verdict.parts}
+        kinds += [(a.kind, a.component) for a in verdict.alerts]
+    assert kinds == [("down", "tunnel")]
+    assert known["router"].machine.state == State.DOWN and not known["router"].machine.alerted
+
+
+def test_a_part_without_information_is_not_left_down_by_its_parents_outage() -> None:
+    """A camera whose refused password is never sent again says nothing (None) in every
+    sweep: the tunnel's outage must not leave it down, nor make its next failure page."""
+    def sweep(known: dict[str, Known], ok: bool, at: datetime) -> dict[str, Known]:
+        result = judge("farm", probes({"droplet": True, "tunnel": ok, "camera:gate": None}),
+                       known, at, Thresholds(), muted=False)
+        return {j.component: Known(j.machine, j.figures) for j in result.parts}
+
+    now, known = utcnow(), {}
+    known = sweep(known, True, now)
+    for i in range(1, 4):
+        known = sweep(known, False, now + timedelta(seconds=15 * i))
+    for i in range(4, 8):
+        known = sweep(known, True, now + timedelta(seconds=15 * i))
+    assert known["camera:gate"].machine.state == State.UNKNOWN
+    later = judge("farm", probes({"droplet": True, "tunnel": True, "camera:gate": False}),
+                  known, now + timedelta(days=2), Thresholds(), muted=False)
+    assert later.alerts == []  # one failure is not an outage
 
 
 def test_a_router_reboot_is_one_message_without_an_outage() -> None:
@@ -154,11 +189,10 @@ async def test_one_alert_per_outage_and_one_recovery_with_its_length(core: Core)
         hours = (await s.execute(select(func.sum(HealthHour.checks))
                                  .where(HealthHour.component == "tunnel"))).scalar()
     by_part = {i.target: i for i in incidents}
-    assert set(by_part) == {"tunnel", "router", "modem", "camera:gate"}  # every state change
+    assert set(by_part) == {"tunnel"}  # the parts behind it were not checked, not down
     assert all(i.ended_at is not None for i in incidents)
     tunnel = by_part["tunnel"]
     assert tunnel.alerted and tunnel.recovery_alerted and tunnel.alerts_sent == 2
-    assert not by_part["router"].alerted  # inhibited: recorded, never sent
     assert tunnel.ended_at is not None
     length = tunnel.ended_at - tunnel.started_at
     assert timedelta(minutes=9) < length < timedelta(minutes=12)

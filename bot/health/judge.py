@@ -32,6 +32,7 @@ class Judged:
     figures: Mapping[str, Figure]  # the latest known (kept when this check had none)
     summary: str
     probe: Probe
+    shown: str  # the state to show: the machine's, or unknown when this check said nothing
     opened: bool  # the part went down now: an incident starts
     closed: bool  # the part is back: its incident ends
 
@@ -83,6 +84,7 @@ def judge(site: str, probes: Sequence[Probe], known: Mapping[str, Known], now: d
         figures[comp] = kept
         parts.append(Judged(
             comp, machine, kept, probe.summary, probe,
+            shown=State.UNKNOWN.value if probe.ok is None else machine.state.value,
             opened=machine.state == State.DOWN and before.machine.state != State.DOWN,
             closed=before.machine.state == State.DOWN and machine.state != State.DOWN))
     summaries = {j.component: j.summary for j in parts}

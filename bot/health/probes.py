@@ -287,7 +287,9 @@ async def _guarded(component: str, limit: float, check: Check) -> Outcome:
 
 
 def _skipped(components: list[str], why: str) -> list[Probe]:
-    return [Probe(c, False, f"not checked: {why}") for c in components]
+    # No information, not a failure: a part behind a failed one keeps its own state (it did
+    # not fail; it could not be asked), so it needs its own failures in a row to page.
+    return [Probe(c, None, f"not checked: {why}") for c in components]
 
 
 def _known(figures: Mapping[str, Figure]) -> dict[str, Figure]:

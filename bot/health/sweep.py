@@ -124,8 +124,7 @@ class Sweeper:
             for part in verdict.parts:
                 self.metrics.record_probe(claimed.name, part.probe)
                 # 1 ok, 0 failing or down, no series while nothing is known.
-                state = part.machine.state
-                up = None if state == "unknown" else state == "ok"
+                up = None if part.shown == "unknown" else part.shown == "ok"
                 self.metrics.set_up(claimed.name, part.component, up)
         return SiteResult(claimed.name, probes, verdict)
 
@@ -134,7 +133,7 @@ class Sweeper:
         if row is None:
             row = ComponentHealth(site_id=site_id, component=part.component)
             s.add(row)
-        row.state = part.machine.state.value
+        row.state = part.shown
         row.since = part.machine.since
         if part.probe.ok is not None or row.checked_at is None:
             row.checked_at = now
