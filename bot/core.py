@@ -423,6 +423,15 @@ class Core:
     async def set_router_host(self, site: str, host: str, actor: Actor) -> None:
         doc = (await self.site_spec(site)).to_json()
         await self.apply_site(setup_flow.validate(setup_flow.router_host_doc(doc, host)), actor)
+        try:
+            await self.sync_router_lan(site)
+        except CamreachError as exc:  # the review syncs again before the push
+            log.info("site %s: LAN not yet routed on the droplet: %s", site, exc.user_message)
+
+    async def sync_router_lan(self, site: str) -> bool:
+        """The droplet routes the site's current LAN to the router (it may have changed in
+        /setup after the droplet was made). True when the droplet was changed."""
+        return await self.droplets.sync_router_lan(site)
 
     async def router_connect_password(self, site: str, password: str,
                                       actor: Actor) -> FirstContact:

@@ -62,9 +62,12 @@ class MessageProgress:
             return
         self._last_sent = time.monotonic()
         self._last_text = text
+        # Interrupted (the bot stopped, or its process died): the Retry button goes with it.
+        markup = retry_keyboard(view) if view.retryable else None
         try:
             await self._bot.edit_message_text(text, chat_id=self._chat_id,
-                                              message_id=self._message_id)
+                                              message_id=self._message_id,
+                                              reply_markup=markup)
         except BadRequest as exc:
             if "not modified" not in str(exc).lower():
                 raise

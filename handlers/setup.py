@@ -205,6 +205,8 @@ def _details(p: SetupProgress) -> dict[str, str]:
     out: dict[str, str] = {}
     if p.droplet_address:
         out["droplet"] = f"{p.droplet_address} ({p.region}, {p.size})"
+    elif p.droplet_op is not None:
+        out["droplet"] = f"being created (operation #{p.droplet_op})"
     if p.router:
         out["router"] = p.router_host
     if p.apn:
@@ -218,7 +220,8 @@ async def _checklist(update: Update, context: CamreachContext, menu: SetupMenu) 
     """Steps already done show as done, each with a Redo button (pressable at any point of
     the conversation); then the first step not done starts."""
     p = await context.core.setup_progress(menu.site)
-    if any(p.done(s) for s in STEPS):
+    _adopt_running(menu, p)
+    if any(p.done(s) for s in STEPS) or p.droplet_op is not None:
         rows = [[menu.button(texts.redo_button(s), "step", i)]
                 for i, s in enumerate(STEPS) if p.done(s)]
         await _send(update, context, texts.setup_checklist(
@@ -244,10 +247,19 @@ async def _next(update: Update, context: CamreachContext, menu: SetupMenu) -> in
     if menu.only is not None:
         return await _finish(update, context, menu)
     p = await context.core.setup_progress(menu.site)
+    _adopt_running(menu, p)
     step = next((s for s in STEPS if not p.done(s) and s not in menu.passed), None)
     if step is None:
         return await _finish(update, context, menu)
     return await _run_step(update, context, menu, step)
+
+
+def _adopt_running(menu: SetupMenu, p: SetupProgress) -> None:
+    """A provisioning already running (this run's, or one before a restart or a /cancel):
+    the review waits for it rather than asking for the droplet again."""
+    if p.droplet_op is not None and not p.droplet:
+        menu.droplet_op = p.droplet_op
+        _passed(menu, "droplet")
 
 
 def _passed(menu: SetupMenu, step: str, note: str | None = None) -> None:
@@ -515,6 +527,7 @@ async def _review(update: Update, context: CamreachContext, menu: SetupMenu) -> 
         menu.droplet_op = None
         menu.done.append("VPN server (droplet) ready")
     await _working(update, context, texts.PLANNING_PUSH)
+    await core.sync_router_lan(menu.site)  # a LAN chosen after the droplet was made
     plan = await core.plan_router_push(menu.site)
     if plan.no_changes:
         _passed(menu, "push")
@@ -677,7 +690,7 @@ async def on_cancel(update: Update, context: CamreachContext) -> int | None:
             p = None
         if p is not None:
             left = core.setup_undo(p)
-            forgot = menu.created and not left and menu.droplet_op is None
+            forgot = menu.created and not left
             if forgot:
                 await core.forget_site(menu.site, actor_of(update))
             text = texts.setup_cancelled(left, forgot, menu.site)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import shlex
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -401,6 +402,31 @@ class DropletService:
             )).scalars().first()
             return RouterPeer(row.public_key, row.tunnel_address) if row is not None else None
 
+    async def sync_router_lan(self, site_name: str) -> bool:
+        """Route the site's LAN (``router.lan_subnet``, which /setup may change after the
+        droplet was made) to the router on the droplet: live (``wg set``, the route) and in
+        ``wg0.conf``. True when something changed; nothing is done before the droplet runs."""
+        d = await self.view(site_name)
+        peer = await self.router_peer(site_name)
+        if d is None or not d.public_ipv4 or peer is None:
+            return False
+        spec = await sites.get_spec(self._sessions, site_name)
+        allowed = f"{peer.address}/32,{spec.router.lan_subnet}"
+        async with self.session(site_name) as conn:
+            res = await conn.run(" ".join([
+                "sh", "-c", shlex.quote(_SYNC_LAN), "camreach-sync-lan",
+                shlex.quote(peer.public_key), shlex.quote(allowed),
+                shlex.quote(str(spec.router.lan_subnet))]))
+            if res.stdout.strip().endswith("same"):
+                return False
+            current = await conn.read_file(WG_CONF)
+            if current is not None:
+                await conn.write_file(WG_CONF, _with_allowed_ips(current, peer.public_key,
+                                                                 allowed).encode(), mode=0o600)
+        log.info("site %s: the droplet now routes %s to the router", site_name,
+                 spec.router.lan_subnet)
+        return True
+
     # -- destroying ----------------------------------------------------------------
     async def describe(self, site_name: str) -> Droplet:
         async with self._sessions() as s:
@@ -501,6 +527,41 @@ async def _distribution_images(do: DigitalOceanClient) -> list[ImageInfo]:
         ]
 
     return await do._call("list distribution images", work)
+
+
+WG_CONF = "/etc/wireguard/wg0.conf"
+# Idempotent: the router peer's allowed IPs and the LAN's route through wg0 (wg-quick adds
+# routes only when the interface comes up), old LAN routes through wg0 dropped.
+_SYNC_LAN = r"""
+key=$1; allowed=$2; lan=$3
+now=$(wg show wg0 allowed-ips | awk -v k="$key" '$1 == k {$1=""; print}' | tr ' ' '\n' |
+      grep . | sort | tr '\n' ',')
+want=$(echo "$allowed" | tr ',' '\n' | sort | tr '\n' ',')
+if [ "$now" = "$want" ] && ip route show "$lan" dev wg0 | grep -q .; then echo same; exit 0; fi
+wg set wg0 peer "$key" allowed-ips "$allowed"
+ip route show dev wg0 | grep -v 'proto kernel' | awk '$1 ~ /\/[0-9]+$/ {print $1}' |
+while read -r net; do
+  case ",$allowed," in *",$net,"*) ;; *) ip route del "$net" dev wg0 ;; esac
+done
+ip route replace "$lan" dev wg0
+echo changed
+"""
+
+
+def _with_allowed_ips(conf: str, public_key: str, allowed: str) -> str:
+    """``wg0.conf`` with the AllowedIPs of the peer ``public_key`` replaced."""
+    out: list[str] = []
+    in_peer = False
+    for line in conf.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_peer = False
+        if stripped.replace(" ", "") == f"PublicKey={public_key}":
+            in_peer = True
+        if in_peer and stripped.replace(" ", "").startswith("AllowedIPs="):
+            line = f"AllowedIPs = {allowed.replace(',', ', ')}"
+        out.append(line)
+    return "\n".join(out) + ("\n" if conf.endswith("\n") else "")
 
 
 def server_config(

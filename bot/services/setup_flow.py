@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.actions import action
-from bot.db.models import Droplet, Router, Site
+from bot.db.models import ACTIVE_STATES, Droplet, Operation, Router, Site
 from bot.errors import NotFound, ValidationFailed
 from bot.site import NAME_RE, SiteSpec, parse_site
 
@@ -98,6 +98,8 @@ class SetupProgress:
     price_monthly: float | None = None
     region: str | None = None
     size: str | None = None
+    droplet_op: int | None = None  # a provisioning of this site running now
+    droplet_record: bool = False  # DigitalOcean was asked for a droplet (it may not run yet)
 
     def done(self, step: str) -> bool:
         return bool(getattr(self, step))
@@ -115,6 +117,11 @@ async def progress(sessions: async_sessionmaker[AsyncSession], name: str) -> Set
         spec = SiteSpec.model_validate(site.spec)
         d = (await s.execute(select(Droplet).where(Droplet.site_id == site.id))).scalar()
         r = (await s.execute(select(Router).where(Router.site_id == site.id))).scalar()
+        running = (await s.execute(
+            select(Operation.id).where(Operation.site_id == site.id,
+                                       Operation.kind == "provision_droplet",
+                                       Operation.state.in_(ACTIVE_STATES))
+            .order_by(Operation.id.desc()).limit(1))).scalar()
         return SetupProgress(
             site=name,
             droplet=bool(d and d.do_id and d.public_ipv4),
@@ -129,6 +136,8 @@ async def progress(sessions: async_sessionmaker[AsyncSession], name: str) -> Set
             price_monthly=d.price_monthly if d else None,
             region=d.region if d else spec.droplet.region,
             size=d.size if d else spec.droplet.size,
+            droplet_op=running,
+            droplet_record=bool(d and d.do_id),
         )
 
 
@@ -136,9 +145,10 @@ def undo_list(p: SetupProgress) -> list[str]:
     """What a /setup left on other machines, each with the command that removes it (a site
     with nothing outside the database is simply forgotten on /cancel)."""
     out: list[str] = []
-    if p.droplet or p.droplet_address:
-        out.append(f"the droplet {p.droplet_address or ''} (DigitalOcean bills it monthly): "
-                   f"{action('droplet destroy', p.site)}".replace("  ", " "))
+    if p.droplet or p.droplet_address or p.droplet_record or p.droplet_op is not None:
+        where = p.droplet_address or "being created"
+        out.append(f"the droplet ({where}; DigitalOcean bills it monthly): "
+                   f"{action('droplet destroy', p.site)}")
     if p.router or p.push:
         out.append("camreach's key and settings on the router: harmless, and a factory reset "
                    "of the router removes them")
