@@ -86,6 +86,7 @@ class Monitor:
                                            SiteSweep.last_swept_at))).all()
         for site_id, sweeps, last in rows:
             if sweeps != self.counts.get(site_id, 0):
+                assert last is not None  # a stored sweep sets it
                 if sweeps - self.counts.get(site_id, 0) != 1:
                     self.jumps.append((site_id, sweeps - self.counts.get(site_id, 0)))
                 self.swept[site_id].append(last)

@@ -48,22 +48,21 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_component_health')),
     sa.UniqueConstraint('site_id', 'component', name='uq_component_health_part')
     )
+    # The biggest table (a row per part per hour): its key is the row (no id, no second
+    # index; SQLite stores it WITHOUT ROWID), small numbers as small types.
     op.create_table('health_hours',
-    sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('site_id', sa.Integer(), nullable=False),
     sa.Column('component', sa.String(length=80), nullable=False),
     sa.Column('hour', bot.db.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('checks', sa.Integer(), nullable=False),
-    sa.Column('up', sa.Integer(), nullable=False),
-    sa.Column('value_min', sa.Float(), nullable=True),
-    sa.Column('value_sum', sa.Float(), nullable=False),
-    sa.Column('value_count', sa.Integer(), nullable=False),
+    sa.Column('checks', sa.SmallInteger(), nullable=False),
+    sa.Column('up', sa.SmallInteger(), nullable=False),
+    sa.Column('value_min', sa.REAL(), nullable=True),
+    sa.Column('value_sum', sa.REAL(), nullable=False),
+    sa.Column('value_count', sa.SmallInteger(), nullable=False),
     sa.ForeignKeyConstraint(['site_id'], ['sites.id'], name=op.f('fk_health_hours_site_id_sites'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_health_hours')),
-    sa.UniqueConstraint('site_id', 'component', 'hour', name='uq_health_hours_slot')
+    sa.PrimaryKeyConstraint('site_id', 'component', 'hour', name=op.f('pk_health_hours')),
+    sqlite_with_rowid=False,
     )
-    with op.batch_alter_table('health_hours', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_health_hours_hour'), ['hour'], unique=False)
 
     op.create_table('site_sweeps',
     sa.Column('site_id', sa.Integer(), nullable=False),
@@ -130,9 +129,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_site_sweeps_next_due_at'))
 
     op.drop_table('site_sweeps')
-    with op.batch_alter_table('health_hours', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_health_hours_hour'))
-
     op.drop_table('health_hours')
     op.drop_table('component_health')
     with op.batch_alter_table('alert_outbox', schema=None) as batch_op:

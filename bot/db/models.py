@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    REAL,
     BigInteger,
     Boolean,
     Enum,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -198,22 +200,21 @@ class ComponentHealth(Base):
 
 
 class HealthHour(Base):
-    """Per-hour aggregate of one part's checks, for charts; every probe is not kept."""
+    """Per-hour aggregate of one part's checks, for charts; every probe is not kept. The
+    biggest table, so its key is the row itself and its numbers are small types."""
 
     __tablename__ = "health_hours"
-    __table_args__ = (
-        UniqueConstraint("site_id", "component", "hour", name="uq_health_hours_slot"),
-    )
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
-    component: Mapped[str] = mapped_column(String(80))
-    hour: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    checks: Mapped[int] = mapped_column(Integer, default=0)
-    up: Mapped[int] = mapped_column(Integer, default=0)
-    value_min: Mapped[float | None] = mapped_column(Float)
-    value_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    value_count: Mapped[int] = mapped_column(Integer, default=0)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    component: Mapped[str] = mapped_column(String(80), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    checks: Mapped[int] = mapped_column(SmallInteger, default=0)
+    up: Mapped[int] = mapped_column(SmallInteger, default=0)
+    value_min: Mapped[float | None] = mapped_column(REAL)
+    value_sum: Mapped[float] = mapped_column(REAL, default=0.0)
+    value_count: Mapped[int] = mapped_column(SmallInteger, default=0)
 
 
 class SiteSweep(Base):

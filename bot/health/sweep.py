@@ -119,6 +119,9 @@ class Sweeper:
                 return SiteResult(claimed.name, probes, None)
             for part in verdict.parts:
                 await self._store_part(s, claimed.site_id, rows.get(part.component), part, now)
+            await store.add_hours(s, claimed.site_id, now, [
+                (p.component, bool(p.probe.ok), store.key_value(p.component, p.probe.figures))
+                for p in verdict.parts if p.probe.ok is not None])
             await self._store_alerts(s, claimed.site_id, verdict, bool(spec.cameras), now)
         if self.metrics is not None:
             for part in verdict.parts:
@@ -140,9 +143,6 @@ class Sweeper:
         row.summary = part.summary[:2000]
         row.figures = dict(part.figures)
         row.machine = part.machine.to_json()
-        if part.probe.ok is not None:
-            await store.add_hour(s, site_id, part.component, now, bool(part.probe.ok),
-                                 store.key_value(part.component, part.probe.figures))
         if part.opened:
             s.add(Incident(site_id=site_id, target=part.component,
                            started_at=part.machine.since or now, summary=part.summary[:2000]))
