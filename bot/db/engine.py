@@ -29,10 +29,18 @@ def make_engine(url: str) -> AsyncEngine:
     # orjson reads the JSON columns (health figures: thousands per /status) several times
     # faster than the standard library; writing stays with json (it takes any key type).
     engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"),
-                                 json_deserializer=orjson.loads)
+                                 json_deserializer=_json_loads)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _json_loads(value: object) -> object:
+    # SQLite's NUMERIC affinity hands a JSON column holding a bare number back as that
+    # number, already decoded.
+    if isinstance(value, str | bytes | bytearray | memoryview):
+        return orjson.loads(value)
+    return value
 
 
 def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
