@@ -33,6 +33,7 @@ from bot.actions import for_chat
 from bot.core import SizeInfo
 from bot.errors import AuthRejected, CamreachError, NotFound, Unreachable, ValidationFailed
 from bot.services.setup_flow import APN_PRESETS, STEPS, SetupProgress
+from bot.site import APN_RE
 from handlers.context import CamreachContext
 from handlers.menus import (
     Handlers,
@@ -98,7 +99,8 @@ async def _send(update: Update, context: CamreachContext, text: str,
     return msg.message_id
 
 
-async def _delete_secret_message(update: Update, context: CamreachContext) -> str:
+async def _delete_secret_message(update: Update, context: CamreachContext,
+                                 not_deleted: str = texts.PASSWORD_NOT_DELETED) -> str:
     """The text of a message carrying a secret, deleted first whatever it turns out to be."""
     message = update.effective_message
     assert message is not None and update.effective_chat is not None
@@ -108,7 +110,7 @@ async def _delete_secret_message(update: Update, context: CamreachContext) -> st
     except TelegramError:
         log.warning("could not delete a message carrying a secret in chat %s",
                     update.effective_chat.id)
-        await _send(update, context, texts.TOKEN_NOT_DELETED)
+        await _send(update, context, not_deleted)
     return value
 
 
@@ -299,7 +301,7 @@ async def _start_droplet(update: Update, context: CamreachContext, menu: SetupMe
 
 
 async def on_token(update: Update, context: CamreachContext) -> int:
-    token = await _delete_secret_message(update, context)
+    token = await _delete_secret_message(update, context, texts.TOKEN_NOT_DELETED)
     try:
         account = await context.core.set_do_token(token, actor_of(update))
     except AuthRejected:
@@ -476,7 +478,7 @@ async def on_apn_text(update: Update, context: CamreachContext) -> int:
     assert update.effective_message is not None
     menu = _menu(update, context)
     apn = (update.effective_message.text or "").strip()
-    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,98}[A-Za-z0-9])?", apn):
+    if not re.fullmatch(APN_RE, apn):
         await _send(update, context, texts.apn_invalid(apn))
         return ASKING_APN
     menu.apn = apn

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 DROPLET, TUNNEL, ROUTER, MODEM = "droplet", "tunnel", "router", "modem"
@@ -31,6 +31,8 @@ class State(enum.StrEnum):
 
 
 MUTED = "muted"  # shown instead of the state while the site's alerts are muted
+# A mute without an end (until /unmute) is stored as this time.
+MUTED_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def camera_component(name: str) -> str:

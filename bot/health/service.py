@@ -15,7 +15,7 @@ from bot.errors import NotFound, ValidationFailed
 from bot.health import store
 from bot.health.config import HealthConfig
 from bot.health.metrics import HealthMetrics
-from bot.health.model import HourRow, Probe, SiteHealth
+from bot.health.model import MUTED_FOREVER, HourRow, Probe, SiteHealth
 from bot.health.sweep import Prober, SiteResult, Sweeper
 from bot.leases import Owner
 
@@ -95,7 +95,7 @@ class HealthService:
 
     async def mute(self, name: str, duration: timedelta | None) -> datetime:
         (site_id,) = await self._ids([name])
-        until = utcnow() + duration if duration is not None else store.FOREVER
+        until = utcnow() + duration if duration is not None else MUTED_FOREVER
         await store.set_muted(self._sessions, site_id, until)
         return until
 

@@ -43,8 +43,6 @@ from bot.leases import Owner
 from bot.services.secrets import dialect_insert
 
 Sessions = async_sessionmaker[AsyncSession]
-# A muted site without an end: until /unmute.
-FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -178,7 +176,7 @@ async def set_muted(sessions: Sessions, site_id: int, until: datetime | None) ->
 
 
 async def request_sweep(sessions: Sessions, site_ids: Sequence[int], now: datetime) -> None:
-    """Make sites due now (a Refresh): whoever sweeps next takes them first."""
+    """Make sites due at ``now``: whoever sweeps next takes them first."""
     async with sessions.begin() as s:
         await s.execute(update(SiteSweep).where(SiteSweep.site_id.in_(site_ids))
                         .values(next_due_at=now).execution_options(synchronize_session=False))

@@ -170,11 +170,15 @@ class Sweeper:
                                   text=alert.text, has_camera=has_camera, created_at=now))
 
     # -- many sites ----------------------------------------------------------------------
+    async def _ensure_schedules(self, now: datetime) -> None:
+        # New sites start within a few seconds, spread so they do not all fire at once.
+        await store.ensure_schedules(self._sessions, now,
+                                     jitter=min(10.0, self.config.check_interval))
+
     async def sweep_due(self) -> list[SiteResult]:
         """One pass: lease what is due (up to the concurrency bound) and sweep it all."""
         now = self._clock()
-        await store.ensure_schedules(self._sessions, now, jitter=min(10.0, self.config
-                                                                        .check_interval))
+        await self._ensure_schedules(now)
         claimed = await store.claim_due(self._sessions, self.owner, now,
                                         limit=self.config.sweep_concurrency,
                                         lease=self.lease_seconds)
@@ -252,8 +256,7 @@ class Sweeper:
         if free <= 0:
             return
         now = self._clock()
-        await store.ensure_schedules(self._sessions, now,
-                                     jitter=min(10.0, self.config.check_interval))
+        await self._ensure_schedules(now)
         for claimed in await store.claim_due(self._sessions, self.owner, now, limit=free,
                                              lease=self.lease_seconds):
             self._start(claimed)

@@ -17,6 +17,7 @@ from bot.health.model import (
     DROPLET,
     MODEM,
     MUTED,
+    MUTED_FOREVER,
     ROUTER,
     TUNNEL,
     ComponentView,
@@ -145,10 +146,6 @@ def _seconds(later: datetime, earlier: datetime) -> float:
     return (_aware(later) - _aware(earlier)).total_seconds()
 
 
-# A mute without an end is stored as the last day of year 9999 (bot.health.store.FOREVER).
-FOREVER_YEAR = 9999
-
-
 def _muted_until(site: SiteHealth, now: datetime) -> datetime | None:
     """The end of the site's mute, while it lasts."""
     until = site.muted_until
@@ -241,7 +238,7 @@ def _checked_any(site: SiteHealth) -> bool:
 def _overview_line(site: SiteHealth, now: datetime) -> str:
     head = site.site
     if (until := _muted_until(site, now)) is not None:
-        head += (" (muted until /unmute)" if until.year >= FOREVER_YEAR else
+        head += (" (muted until /unmute)" if _aware(until) >= MUTED_FOREVER else
                  f" (muted until {_clock(until, now, _zone(site.timezone))})")
     if not _checked_any(site):
         return f"{head}: ❔ not checked yet"
@@ -310,7 +307,7 @@ def status_detail(site: SiteHealth, now: datetime) -> str:
     tz = _zone(site.timezone)
     lines = [f"📍 {site.site}"]
     if (until := _muted_until(site, now)) is not None:
-        if until.year >= FOREVER_YEAR:
+        if _aware(until) >= MUTED_FOREVER:
             lines.append(f"🔕 Alerts muted until /unmute {site.site}")
         else:
             left = span(_seconds(until, now))
