@@ -49,7 +49,9 @@ DELAY = 0.2  # each simulated site answers after this
 # other, so they sometimes claim at the same moment (the race a claim must win) and at other
 # times one after the other (each gets a share of the work).
 POLLS = (1.0, 0.9)
-SLACK = max(POLLS) + DELAY + 1.5  # waiting for the next poll, the probe, database time
+# Waiting for the next poll, the probe, database time, and a busy CI machine's hiccups (one
+# run there saw a sweep 2.4 s later than on a quiet machine).
+SLACK = max(POLLS) + DELAY + 3.0
 
 
 @pytest.fixture
