@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import (
@@ -23,6 +23,7 @@ from bot.db.models import (
     Droplet,
     HealthHour,
     Incident,
+    Router,
     Site,
     SiteSweep,
 )
@@ -49,6 +50,18 @@ Sessions = async_sessionmaker[AsyncSession]
 class Claimed:
     site_id: int
     name: str
+    spec: dict[str, Any] = field(default_factory=dict)
+    pushed: bool = False  # the router was configured: its parts can be judged
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """What a sweep needs of a part's latest row to judge the next check."""
+
+    machine: dict[str, Any]
+    figures: dict[str, Any]
+    summary: str
+    checked_at: datetime | None
 
 
 def key_value(component: str, figures: dict[str, Any] | Any) -> float | None:
@@ -87,29 +100,34 @@ def _claimable(now: datetime) -> Any:
 
 async def claim_due(sessions: Sessions, owner: Owner, now: datetime, *, limit: int,
                     lease: float, only: Sequence[int] | None = None) -> list[Claimed]:
-    """Lease up to ``limit`` due sites (or the sites ``only``, due or not) to ``owner``."""
+    """Lease up to ``limit`` due sites (or the sites ``only``, due or not) to ``owner``.
+
+    One ``UPDATE`` whose subquery picks the rows (PostgreSQL skips those another worker has
+    locked); the ``UPDATE`` repeats the condition, so on SQLite, which has no row locks, a site
+    two processes picked at once still goes to one. Writing first also takes SQLite's write
+    lock at the start, waiting for it, instead of failing to upgrade a read later."""
     if limit <= 0:
         return []
     cond = _claimable(now) if only is not None else and_(SiteSweep.next_due_at <= now,
                                                          _claimable(now))
     if only is not None:
         cond = and_(cond, SiteSweep.site_id.in_(only))
+    pick = (select(SiteSweep.site_id).where(cond).order_by(SiteSweep.next_due_at)
+            .limit(limit).with_for_update(skip_locked=True))
     async with sessions.begin() as s:
         ids = (await s.execute(
-            select(SiteSweep.site_id).where(cond).order_by(SiteSweep.next_due_at)
-            .limit(limit).with_for_update(skip_locked=True))).scalars().all()
-        if not ids:
-            return []
-        await s.execute(
-            update(SiteSweep).where(SiteSweep.site_id.in_(ids), cond)
+            update(SiteSweep).where(SiteSweep.site_id.in_(pick.scalar_subquery()), cond)
             .values(owner_host=owner.host, owner_pid=owner.pid, owner_token=owner.token,
                     lease_until=now + timedelta(seconds=lease))
-            .execution_options(synchronize_session=False))
+            .returning(SiteSweep.site_id)
+            .execution_options(synchronize_session=False))).scalars().all()
+        if not ids:
+            return []
         rows = (await s.execute(
-            select(SiteSweep.site_id, Site.name).join(Site, Site.id == SiteSweep.site_id)
-            .where(SiteSweep.site_id.in_(ids), SiteSweep.owner_token == owner.token)
-        )).all()
-    return [Claimed(site_id, name) for site_id, name in rows]
+            select(Site.id, Site.name, Site.spec, Router.last_push_at)
+            .outerjoin(Router, Router.site_id == Site.id).where(Site.id.in_(ids)))).all()
+    return [Claimed(site_id, name, spec or {}, pushed is not None)
+            for site_id, name, spec, pushed in rows]
 
 
 async def renew(sessions: Sessions, owner: Owner, site_ids: Iterable[int], until: datetime
@@ -140,30 +158,84 @@ async def release(s: AsyncSession, owner: Owner, site_id: int, *, next_due: date
     return getattr(result, "rowcount", 0) == 1
 
 
-async def add_hours(s: AsyncSession, site_id: int, at: datetime,
-                    parts: Sequence[tuple[str, bool, float | None]]) -> None:
-    """One sweep's checks into the hour's aggregates: (component, up, key figure) each, in
-    one statement (a sweep writes a row per part; one round trip instead of one each)."""
+async def hold(s: AsyncSession, owner: Owner, site_ids: Sequence[int]
+               ) -> dict[int, datetime | None]:
+    """Of these sites, those ``owner`` still holds (with their ``muted_until``), locked for
+    the rest of the transaction. An ``UPDATE``, so that it takes SQLite's write lock first:
+    nobody can take a site over between this check and the writes after it."""
+    rows = (await s.execute(
+        update(SiteSweep).where(SiteSweep.site_id.in_(site_ids),
+                                SiteSweep.owner_token == owner.token)
+        .values(owner_token=SiteSweep.owner_token)
+        .returning(SiteSweep.site_id, SiteSweep.muted_until)
+        .execution_options(synchronize_session=False))).all()
+    return dict(rows)
+
+
+async def latest_parts(s: AsyncSession, site_ids: Sequence[int]
+                       ) -> dict[int, dict[str, StoredPart]]:
+    ch = ComponentHealth
+    rows = (await s.execute(
+        select(ch.site_id, ch.component, ch.machine, ch.figures, ch.summary, ch.checked_at)
+        .where(ch.site_id.in_(site_ids)))).all()
+    out: dict[int, dict[str, StoredPart]] = {}
+    for site_id, component, machine, figures, summary, checked_at in rows:
+        out.setdefault(site_id, {})[component] = StoredPart(machine or {}, figures or {},
+                                                            summary or "", checked_at)
+    return out
+
+
+async def release_swept(s: AsyncSession, due: Sequence[tuple[int, datetime]],
+                        swept_at: datetime) -> None:
+    """End the leases of sites just swept (held, see :func:`hold`), each due again at its
+    time: one statement for them all."""
+    if not due:
+        return
+    t = cast(Table, SiteSweep.__table__)
+    await s.execute(
+        update(t).where(t.c.site_id == bindparam("b_site"))
+        .values(owner_host=None, owner_pid=None, owner_token=None, lease_until=None,
+                next_due_at=bindparam("b_due"), last_swept_at=swept_at,
+                sweeps=t.c.sweeps + 1),
+        [{"b_site": site_id, "b_due": at} for site_id, at in due])
+
+
+async def put_parts(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """The latest state of parts (dicts of component_health's columns): one upsert."""
+    if not rows:
+        return
+    stmt = dialect_insert(s, ComponentHealth.__table__)
+    cols = ("state", "since", "checked_at", "summary", "figures", "machine")
+    await s.execute(stmt.on_conflict_do_update(
+        index_elements=["site_id", "component"],
+        set_={c: getattr(stmt.excluded, c) for c in cols}), list(rows))
+
+
+async def add_hours(s: AsyncSession, at: datetime,
+                    parts: Sequence[tuple[int, str, bool, float | None]]) -> None:
+    """Checks into their hour's aggregates: (site, component, up, key figure) each, all in
+    one upsert."""
     if not parts:
         return
     hour = at.replace(minute=0, second=0, microsecond=0)
-    stmt = dialect_insert(s, HealthHour).values([
-        {"site_id": site_id, "component": component, "hour": hour, "checks": 1,
-         "up": int(up), "value_min": value, "value_sum": value or 0.0,
-         "value_count": int(value is not None)}
-        for component, up, value in parts])
+    t = cast(Table, HealthHour.__table__)
+    stmt = dialect_insert(s, t)
     excluded = stmt.excluded
     least = func.min if s.get_bind().dialect.name == "sqlite" else func.least
     await s.execute(stmt.on_conflict_do_update(
-        index_elements=[HealthHour.site_id, HealthHour.component, HealthHour.hour],
+        index_elements=["site_id", "component", "hour"],
         set_={
-            "checks": HealthHour.checks + 1,
-            "up": HealthHour.up + excluded.up,
-            "value_min": func.coalesce(least(HealthHour.value_min, excluded.value_min),
-                                       HealthHour.value_min, excluded.value_min),
-            "value_sum": HealthHour.value_sum + excluded.value_sum,
-            "value_count": HealthHour.value_count + excluded.value_count,
-        }))
+            "checks": t.c.checks + 1,
+            "up": t.c.up + excluded.up,
+            "value_min": func.coalesce(least(t.c.value_min, excluded.value_min),
+                                       t.c.value_min, excluded.value_min),
+            "value_sum": t.c.value_sum + excluded.value_sum,
+            "value_count": t.c.value_count + excluded.value_count,
+        }), [
+            {"site_id": site_id, "component": component, "hour": hour, "checks": 1,
+             "up": int(up), "value_min": value, "value_sum": value or 0.0,
+             "value_count": int(value is not None)}
+            for site_id, component, up, value in parts])
 
 
 async def set_muted(sessions: Sessions, site_id: int, until: datetime | None) -> None:

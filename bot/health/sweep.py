@@ -14,12 +14,12 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import AlertOutbox, ComponentHealth, Incident, Router, Site, SiteSweep
+from bot.db.models import AlertOutbox, Incident, SiteSweep
 from bot.db.types import utcnow
 from bot.health import store
 from bot.health.config import HealthConfig
@@ -44,12 +44,22 @@ class SiteResult:
     verdict: Verdict | None  # None: the lease was lost meanwhile, nothing was stored
 
 
+@dataclass(frozen=True)
+class _Done:
+    """A probed site waiting for the writer."""
+
+    claimed: store.Claimed
+    spec: SiteSpec
+    probes: list[Probe]
+    stored: asyncio.Future[SiteResult]
+
+
 class Sweeper:
     def __init__(
         self, sessions: store.Sessions, prober: Prober, config: HealthConfig, *,
         owner: Owner | None = None, lease_seconds: float = 30.0,
         metrics: HealthMetrics | None = None, clock: Callable[[], datetime] = utcnow,
-        site_timeout: float = 60.0,
+        site_timeout: float = 60.0, write_batch: int = 100,
     ) -> None:
         self._sessions = sessions
         self._prober = prober
@@ -59,7 +69,10 @@ class Sweeper:
         self.metrics = metrics
         self._clock = clock
         self.site_timeout = site_timeout
+        self.write_batch = write_batch  # sites a transaction stores at most
         self._inflight: dict[int, asyncio.Task[SiteResult | None]] = {}
+        self._queue: asyncio.Queue[_Done] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
         self._heartbeat = Heartbeat(self._renew, max(lease_seconds / 3, 0.2))
 
     async def _renew(self) -> None:
@@ -67,13 +80,13 @@ class Sweeper:
         await store.renew(self._sessions, self.owner, list(self._inflight), until)
 
     # -- one site ------------------------------------------------------------------------
-    async def _probe(self, claimed: store.Claimed, spec: SiteSpec, pushed: bool) -> list[Probe]:
+    async def _probe(self, claimed: store.Claimed, spec: SiteSpec) -> list[Probe]:
         try:
             async with asyncio.timeout(self.site_timeout):
                 probes = await self._prober.probe(claimed.name)
         except TimeoutError:
             probes = [Probe(DROPLET, False, f"no answer within {self.site_timeout:g} s")]
-        if not pushed:
+        if not claimed.pushed:
             # The router is not set up yet: only the droplet can be judged; the rest would
             # page about a tunnel nobody has built.
             probes = [p if p.component == DROPLET else
@@ -83,73 +96,113 @@ class Sweeper:
         cams = [camera_component(c.name) for c in spec.cameras]
         return probes + [Probe(c, None, "not checked") for c in [*PARTS, *cams] if c not in seen]
 
-    async def sweep(self, claimed: store.Claimed) -> SiteResult | None:
-        """Probe one leased site and store the results (only if the lease still holds)."""
-        async with self._sessions() as s:
-            site = await s.get(Site, claimed.site_id)
-            if site is None:
-                return None
-            spec = SiteSpec.model_validate(site.spec)
-            router = (await s.execute(select(Router.last_push_at)
-                                      .where(Router.site_id == site.id))).scalar()
-        probes = await self._probe(claimed, spec, pushed=router is not None)
-        return await self._store(claimed, spec, probes)
+    async def sweep(self, claimed: store.Claimed) -> SiteResult:
+        """Probe one leased site; its results are stored with those of the other sites done
+        meanwhile (only if the lease still holds)."""
+        spec = SiteSpec.model_validate(claimed.spec)
+        probes = await self._probe(claimed, spec)
+        done = _Done(claimed, spec, probes, asyncio.get_running_loop().create_future())
+        await self._queue.put(done)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="health-writer")
+        return await done.stored
 
-    async def _store(self, claimed: store.Claimed, spec: SiteSpec, probes: list[Probe]
-                     ) -> SiteResult:
+    # -- storing, many sites at a time -----------------------------------------------------
+    async def _write_loop(self) -> None:
+        """One writer per process: whatever sweeps finished while the last batch was being
+        written goes in the next, in one transaction (one statement per table, not a dozen
+        per site), and SQLite sees one writer here instead of hundreds queueing for its
+        lock."""
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.write_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [d for d in batch if not d.stored.done()]  # its sweep was cancelled
+            if not batch:
+                continue
+            try:
+                results = await self._store(batch)
+            except Exception as exc:  # each sweep fails (and is retried later) on its own
+                for d in batch:
+                    if not d.stored.done():
+                        d.stored.set_exception(exc)
+                continue
+            for d in batch:
+                if not d.stored.done():
+                    d.stored.set_result(results[d.claimed.site_id])
+
+    async def _store(self, batch: Sequence[_Done]) -> dict[int, SiteResult]:
         now = self._clock()
-        cfg = self.config.for_site(spec.health.model_dump())
+        out: dict[int, SiteResult] = {}
         async with self._sessions.begin() as s:
-            rows = {r.component: r for r in (await s.execute(
-                select(ComponentHealth).where(ComponentHealth.site_id == claimed.site_id)
-            )).scalars().all()}
-            sweep_row = await s.get(SiteSweep, claimed.site_id)
-            muted = bool(sweep_row and sweep_row.muted_until and sweep_row.muted_until > now)
-            known = {c: Known(Machine.from_json(r.machine), r.figures or {}, r.summary)
-                     for c, r in rows.items()}
-            verdict = judge(claimed.name, probes, known, now, cfg.thresholds, muted=muted,
-                            zone=spec.timezone)
-            interval = cfg.retry_interval if verdict.retry_soon else cfg.check_interval
-            # A little jitter keeps sites that started together from staying in lockstep.
-            due = now + timedelta(seconds=interval * random.uniform(0.97, 1.0))  # noqa: S311
-            if not await store.release(s, self.owner, claimed.site_id, next_due=due,
-                                       swept_at=now):
-                await s.rollback()
-                log.info("lost the lease of %s mid-sweep; its results are dropped", claimed.name)
-                return SiteResult(claimed.name, probes, None)
-            for part in verdict.parts:
-                await self._store_part(s, claimed.site_id, rows.get(part.component), part, now)
-            await store.add_hours(s, claimed.site_id, now, [
-                (p.component, bool(p.probe.ok), store.key_value(p.component, p.probe.figures))
-                for p in verdict.parts if p.probe.ok is not None])
-            await self._store_alerts(s, claimed.site_id, verdict, bool(spec.cameras), now)
+            held = await store.hold(s, self.owner, [d.claimed.site_id for d in batch])
+            stored = await store.latest_parts(s, list(held))
+            due: list[tuple[int, datetime]] = []
+            parts: list[dict[str, Any]] = []
+            hours: list[tuple[int, str, bool, float | None]] = []
+            eventful: list[tuple[_Done, Verdict]] = []
+            for d in batch:
+                site_id = d.claimed.site_id
+                if site_id not in held:
+                    log.info("lost the lease of %s mid-sweep; its results are dropped",
+                             d.claimed.name)
+                    out[site_id] = SiteResult(d.claimed.name, d.probes, None)
+                    continue
+                verdict, next_due = self._judge(d, stored.get(site_id, {}), held[site_id], now)
+                out[site_id] = SiteResult(d.claimed.name, d.probes, verdict)
+                due.append((site_id, next_due))
+                rows = stored.get(site_id, {})
+                parts += [_part_row(site_id, j, rows.get(j.component), now)
+                          for j in verdict.parts]
+                hours += [(site_id, j.component, bool(j.probe.ok),
+                           store.key_value(j.component, j.probe.figures))
+                          for j in verdict.parts if j.probe.ok is not None]
+                if verdict.alerts or any(j.opened or j.closed for j in verdict.parts):
+                    eventful.append((d, verdict))
+            await store.release_swept(s, due, now)
+            await store.put_parts(s, parts)
+            await store.add_hours(s, now, hours)
+            for d, verdict in eventful:
+                await self._store_incidents(s, d.claimed.site_id, verdict, now)
+                await self._store_alerts(s, d.claimed.site_id, verdict, bool(d.spec.cameras),
+                                         now)
         if self.metrics is not None:
-            for part in verdict.parts:
-                self.metrics.record_probe(claimed.name, part.probe)
-                # 1 ok, 0 failing or down, no series while nothing is known.
-                up = None if part.shown == "unknown" else part.shown == "ok"
-                self.metrics.set_up(claimed.name, part.component, up)
-        return SiteResult(claimed.name, probes, verdict)
+            for result in out.values():
+                self._record(result)
+        return out
 
-    async def _store_part(self, s: AsyncSession, site_id: int, row: ComponentHealth | None,
-                          part: Judged, now: datetime) -> None:
-        if row is None:
-            row = ComponentHealth(site_id=site_id, component=part.component)
-            s.add(row)
-        row.state = part.shown
-        row.since = part.machine.since
-        if part.probe.ok is not None or row.checked_at is None:
-            row.checked_at = now
-        row.summary = part.summary[:2000]
-        row.figures = dict(part.figures)
-        row.machine = part.machine.to_json()
-        if part.opened:
-            s.add(Incident(site_id=site_id, target=part.component,
-                           started_at=part.machine.since or now, summary=part.summary[:2000]))
-        elif part.closed:
-            inc = await _open_incident(s, site_id, part.component)
-            if inc is not None:
-                inc.ended_at = now
+    def _judge(self, d: _Done, rows: dict[str, store.StoredPart], muted_until: datetime | None,
+               now: datetime) -> tuple[Verdict, datetime]:
+        cfg = self.config.for_site(d.spec.health.model_dump())
+        known = {c: Known(Machine.from_json(r.machine), r.figures, r.summary)
+                 for c, r in rows.items()}
+        verdict = judge(d.claimed.name, d.probes, known, now, cfg.thresholds,
+                        muted=bool(muted_until and muted_until > now), zone=d.spec.timezone)
+        interval = cfg.retry_interval if verdict.retry_soon else cfg.check_interval
+        # A little jitter keeps sites that started together from staying in lockstep.
+        return verdict, now + timedelta(seconds=interval * random.uniform(0.97, 1.0))  # noqa: S311
+
+    def _record(self, result: SiteResult) -> None:
+        assert self.metrics is not None
+        if result.verdict is None:
+            return
+        for part in result.verdict.parts:
+            self.metrics.record_probe(result.site, part.probe)
+            # 1 ok, 0 failing or down, no series while nothing is known.
+            up = None if part.shown == "unknown" else part.shown == "ok"
+            self.metrics.set_up(result.site, part.component, up)
+
+    async def _store_incidents(self, s: AsyncSession, site_id: int, verdict: Verdict,
+                               now: datetime) -> None:
+        for part in verdict.parts:
+            if part.opened:
+                s.add(Incident(site_id=site_id, target=part.component,
+                               started_at=part.machine.since or now,
+                               summary=part.summary[:2000]))
+            elif part.closed:
+                inc = await _open_incident(s, site_id, part.component)
+                if inc is not None:
+                    inc.ended_at = now
 
     async def _store_alerts(self, s: AsyncSession, site_id: int, verdict: Verdict,
                             has_camera: bool, now: datetime) -> None:
@@ -266,6 +319,10 @@ class Sweeper:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
         await self._heartbeat.stop()
         # Leases held by cancelled sweeps: hand the sites back at once, due now.
         async with self._sessions.begin() as s:
@@ -273,6 +330,15 @@ class Sweeper:
                 SiteSweep.owner_token == self.owner.token))).scalars().all()
             for site_id in held:
                 await store.release(s, self.owner, site_id, next_due=None, swept_at=None)
+
+
+def _part_row(site_id: int, part: Judged, before: store.StoredPart | None, now: datetime
+              ) -> dict[str, Any]:
+    checked = now if part.probe.ok is not None or before is None or before.checked_at is None \
+        else before.checked_at
+    return {"site_id": site_id, "component": part.component, "state": part.shown,
+            "since": part.machine.since, "checked_at": checked, "summary": part.summary[:2000],
+            "figures": dict(part.figures), "machine": part.machine.to_json()}
 
 
 async def _open_incident(s: AsyncSession, site_id: int, component: str) -> Incident | None:
