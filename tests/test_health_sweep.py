@@ -20,6 +20,7 @@ from bot.health.machine import Machine, Thresholds
 from bot.health.model import Probe, State
 from bot.health.sweep import Sweeper
 from bot.leases import Owner
+from bot.settings import Settings
 from bot.site import parse_site
 
 FIGURES: dict[str, dict[str, float | str]] = {
@@ -308,6 +309,57 @@ async def test_a_lease_held_by_another_process_is_not_swept(core: Core) -> None:
     async with core.sessions() as s:
         row = await s.get(SiteSweep, site_id)
     assert row is not None and row.sweeps == 1 and row.owner_token is None
+
+
+async def test_status_follows_what_another_process_writes(core: Core, settings: Settings
+                                                          ) -> None:
+    """/status answers from a view this process keeps; what a worker (here a second Core on
+    the same database, its own connections) stores, mutes, edits or removes shows in it."""
+    farm, shop = await add_site(core, "farm"), await add_site(core, "shop", camera=False)
+    assert [h.site for h in await core.health(None)] == ["farm", "shop"]
+    assert {v.state for v in (await core.health(["farm"]))[0].components.values()} == {"unknown"}
+    worker = await Core.open(settings)
+    try:
+        prober, clock = Scripted(), Clock()
+        sw = Sweeper(worker.sessions, prober, HealthConfig(check_interval=60, retry_interval=15),
+                     clock=clock, lease_seconds=30)
+        await sweep_until_idle(sw, clock, 70)
+        farm_health, shop_health = await core.health(None)
+        assert {c: v.state for c, v in farm_health.components.items()} == {
+            "droplet": "ok", "tunnel": "ok", "router": "ok", "modem": "ok", "camera:gate": "ok"}
+        assert farm_health.components["modem"].figures["rsrp"] == -112.0
+        async with worker.sessions() as s:
+            last = (await s.execute(select(SiteSweep.last_swept_at)
+                                    .where(SiteSweep.site_id == shop))).scalar_one()
+        assert last is not None and shop_health.components["tunnel"].checked_at == last
+
+        await worker.health_service.mute("farm", timedelta(hours=1))
+        prober.now["farm"] = TUNNEL_DOWN
+        await sweep_until_idle(sw, clock, 200)
+        (farm_health,) = await core.health(["farm"])
+        assert farm_health.components["tunnel"].state == "muted"
+        assert farm_health.muted_until is not None
+        assert farm_health.incident is not None and farm_health.incident.component == "tunnel"
+        await worker.health_service.unmute("farm")
+        (farm_health,) = await core.health(["farm"])
+        assert farm_health.components["tunnel"].state == "down" and not farm_health.muted_until
+
+        async with worker.sessions.begin() as s:  # a camera added to the site elsewhere
+            site = await s.get(Site, farm)
+            assert site is not None
+            site.spec = {**site.spec, "cameras": [*site.spec["cameras"],
+                                                  {"name": "yard", "host": "192.168.1.65"}]}
+        (farm_health,) = await core.health(["farm"])
+        assert farm_health.components["camera:yard"].state == "unknown"
+        assert farm_health.components["tunnel"].state == "down"
+
+        async with worker.sessions.begin() as s:  # and one site forgotten
+            site = await s.get(Site, shop)
+            assert site is not None
+            await s.delete(site)
+        assert [h.site for h in await core.health(None)] == ["farm"]
+    finally:
+        await worker.close()
 
 
 @pytest.mark.parametrize("text, seconds", [("30m", 1800), ("2h", 7200), ("1d", 86400),

@@ -17,6 +17,7 @@ from bot.health.config import HealthConfig
 from bot.health.metrics import HealthMetrics
 from bot.health.model import MUTED_FOREVER, HourRow, Probe, SiteHealth
 from bot.health.sweep import Prober, SiteResult, Sweeper
+from bot.health.view import HealthView
 from bot.leases import Owner
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)?\s*$", re.IGNORECASE)
@@ -52,6 +53,7 @@ class HealthService:
         self.metrics = metrics
         self.lease_seconds = lease_seconds
         self._sweeper: Sweeper | None = None
+        self.view = HealthView(sessions)
 
     def sweeper(self, owner: Owner | None = None) -> Sweeper:
         """The sweeper of this process (one per process: its leases carry one owner)."""
@@ -61,7 +63,10 @@ class HealthService:
         return self._sweeper
 
     async def sites(self, names: Sequence[str] | None = None) -> list[SiteHealth]:
-        found = await store.site_health(self._sessions, names, utcnow())
+        """What is stored of these sites (all when None): answered from the database alone,
+        whatever the network does, through the view this process keeps of it."""
+        await self.view.refresh()
+        found = self.view.sites(names, utcnow())
         if names is not None and len(found) < len(set(names)):
             missing = sorted(set(names) - {h.site for h in found})
             raise NotFound(f"No site named {', '.join(missing)}.")

@@ -22,23 +22,14 @@ from bot.db.models import (
     ComponentHealth,
     Droplet,
     HealthHour,
-    Incident,
     Router,
     Site,
     SiteSweep,
 )
 from bot.health.model import (
     MODEM,
-    MUTED,
-    PARTS,
     TUNNEL,
-    ComponentView,
     HourRow,
-    IncidentView,
-    SiteHealth,
-    State,
-    camera_component,
-    ordered,
 )
 from bot.leases import Owner
 from bot.services.secrets import dialect_insert
@@ -252,62 +243,6 @@ async def request_sweep(sessions: Sessions, site_ids: Sequence[int], now: dateti
     async with sessions.begin() as s:
         await s.execute(update(SiteSweep).where(SiteSweep.site_id.in_(site_ids))
                         .values(next_due_at=now).execution_options(synchronize_session=False))
-
-
-def _shown_state(state: str, muted: bool) -> str:
-    return MUTED if muted and state in (State.FAILING, State.DOWN) else state
-
-
-async def site_health(sessions: Sessions, names: Sequence[str] | None, now: datetime
-                      ) -> list[SiteHealth]:
-    """What is known now of each site (all sites when ``names`` is None), from the database
-    alone: answered at once, whatever the network does. Plain columns, not ORM rows (and not
-    the machines' JSON): /status reads this for every site."""
-    ch, inc = ComponentHealth, Incident
-    async with sessions() as s:
-        q = select(Site.id, Site.name, Site.spec).order_by(Site.name)
-        if names is not None:
-            q = q.where(Site.name.in_(names))
-        sites = (await s.execute(q)).all()
-        ids = [row.id for row in sites]
-        parts = (await s.execute(
-            select(ch.site_id, ch.component, ch.state, ch.since, ch.checked_at, ch.summary,
-                   ch.figures).where(ch.site_id.in_(ids)))).all()
-        mutes = dict((await s.execute(select(SiteSweep.site_id, SiteSweep.muted_until).where(
-            SiteSweep.site_id.in_(ids), SiteSweep.muted_until.is_not(None)))).all())
-        open_incidents = (await s.execute(
-            select(inc.site_id, inc.target, inc.started_at, inc.ended_at, inc.cause,
-                   inc.alerts_sent)
-            .where(inc.site_id.in_(ids), inc.ended_at.is_(None))
-            .order_by(inc.started_at))).all()
-    by_site: dict[int, dict[str, Any]] = {}
-    for part in parts:
-        by_site.setdefault(part.site_id, {})[part.component] = part
-    incidents: dict[int, Any] = {}
-    for opened in open_incidents:
-        incidents.setdefault(opened.site_id, opened)  # the oldest open one: the root's
-    out: list[SiteHealth] = []
-    for site in sites:
-        spec = site.spec or {}
-        cams = [camera_component(c["name"]) for c in spec.get("cameras", [])]
-        muted_until = mutes.get(site.id)
-        muted = muted_until is not None and muted_until > now
-        known = by_site.get(site.id, {})
-        views: dict[str, ComponentView] = {}
-        for comp in ordered([*PARTS, *cams]):
-            row = known.get(comp)
-            if row is None:
-                views[comp] = ComponentView(comp, State.UNKNOWN, None, None, "not checked yet")
-            else:
-                views[comp] = ComponentView(comp, _shown_state(row.state, muted), row.since,
-                                            row.checked_at, row.summary, row.figures or {})
-        first = incidents.get(site.id)
-        out.append(SiteHealth(
-            site=site.name, components=views, muted_until=muted_until if muted else None,
-            incident=IncidentView(first.target, first.started_at, first.ended_at,
-                                  first.cause, first.alerts_sent) if first else None,
-            has_camera=bool(cams), timezone=spec.get("timezone")))
-    return out
 
 
 async def hours(sessions: Sessions, site: str, since: datetime) -> list[HourRow]:

@@ -250,11 +250,27 @@ def _overview_line(site: SiteHealth, now: datetime) -> str:
     return f"{head}: {' · '.join(parts)}"
 
 
+# The last overview's lines by site object. The health view hands out the same immutable
+# SiteHealth until something about that site changes, so most lines are found here; the
+# object is kept with its line, so its id cannot be reused while it is. A muted site's line
+# names a time relative to now and is always drawn again.
+_LINES: dict[int, tuple[SiteHealth, str]] = {}
+
+
 def status_overview(sites: Sequence[SiteHealth], now: datetime) -> str:
     """/status: one line per site, a mark and a key figure per component."""
     if not sites:
         return NO_SITES
-    lines = [_overview_line(site, now) for site in sites]
+    lines: list[str] = []
+    drawn: dict[int, tuple[SiteHealth, str]] = {}
+    for site in sites:
+        hit = _LINES.get(id(site))
+        line = hit[1] if hit is not None and hit[0] is site else _overview_line(site, now)
+        lines.append(line)
+        if site.muted_until is None:
+            drawn[id(site)] = (site, line)
+    _LINES.clear()
+    _LINES.update(drawn)
     return "\n".join([*lines, "", "/status SITE shows one site in detail."])
 
 
