@@ -13,7 +13,8 @@ the judging and the database writes are the real ones.
     process sweeps and while a worker process sweeps the same database.
 (c) the database after 30 simulated days: the latest rows the sweeper keeps, hourly rows for
     every part of every site (written in bulk as store.add_hours leaves them after an hour of
-    one check a minute), incidents and a week of sent alerts (the outbox keeps seven days).
+    one check a minute, day by day, each packed the morning after by the real store.pack_days
+    as the prune job does), incidents and a week of sent alerts (the outbox keeps seven days).
 
 Run: .venv/bin/python bench/bench_health.py [--sites 500] [--delay-ms 200] [--concurrency 500]
 PostgreSQL is measured too when --pg URL (or CAMREACH_TEST_POSTGRES_URL) is given: a throw-away
@@ -43,13 +44,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import bindparam, delete, func, insert, select, text  # noqa: E402
+from sqlalchemy import delete, func, insert, select, text  # noqa: E402
 from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: E402
 
 from bench.bench_foundation import pct  # noqa: E402
 from bot.db.engine import make_engine, upgrade  # noqa: E402
-from bot.db.models import AlertOutbox, HealthHour, Incident, Site, SiteSweep  # noqa: E402
-from bot.db.types import UTCDateTime  # noqa: E402
+from bot.db.models import AlertOutbox, HealthDay, HealthHour, Incident, Site, SiteSweep  # noqa: E402
 from bot.health import store  # noqa: E402
 from bot.health.config import HealthConfig  # noqa: E402
 from bot.health.model import MODEM, PARTS, ROUTER, TUNNEL, camera_component  # noqa: E402
@@ -396,30 +396,45 @@ def outbox_rows(site_ids: list[int], names: dict[int, str], now: datetime, per_s
 
 
 HEALTH_TABLES = ("sites", "droplets", "routers", "site_sweeps", "component_health",
-                 "health_hours", "incidents", "alert_outbox")
+                 "health_hours", "health_days", "incidents", "alert_outbox")
 
 
 HOUR_COLUMNS = "site_id, component, hour, checks, up, value_min, value_sum, value_count"
 
 
 async def write_hours(sessions: store.Sessions, ids: list[int], start: datetime, sqlite: bool
-                      ) -> int:
-    """The first day through the ORM's types (the values exactly as the store writes them),
-    then each further day copied from it in SQL, an hour column shifted: minutes, not the
-    hour that 1.8 million rows through Python take."""
+                      ) -> tuple[int, int, float]:
+    """Thirty days as the bot lives them: each day's hourly rows, then the prune job's packing
+    the morning after (store.pack_days, the real one) and, on PostgreSQL, the plain VACUUM
+    autovacuum would run (so freed space is reused, as in a steady state). The first day goes
+    through the ORM's types (the values exactly as the store writes them); each further day is
+    copied from it in SQL, its hour column shifted: 1.8 million rows through Python would take
+    the best part of an hour. Returns (hourly rows written, rows packed, packing seconds)."""
     await bulk(sessions, HealthHour, hour_rows(ids, start, 1))
-    first_day_end = bindparam("end", value=start + timedelta(days=1), type_=UTCDateTime())
-    for day in range(1, DAYS):
+    async with sessions.begin() as s:
+        await s.execute(text(f"CREATE TABLE bench_day AS SELECT {HOUR_COLUMNS} FROM health_hours"))
+    written, packed, packing = 0, 0, 0.0
+    for day in range(DAYS):
         shifted = (f"strftime('%Y-%m-%d %H:%M:%S', hour, '+{day} days') || '.000000'"
                    if sqlite else f"hour + interval '{day} days'")
         async with sessions.begin() as s:
-            await s.execute(text(
-                f"INSERT INTO health_hours ({HOUR_COLUMNS}) SELECT "
-                f"{HOUR_COLUMNS.replace('hour,', shifted + ',', 1)} FROM health_hours "
-                "WHERE hour < :end").bindparams(first_day_end))
-    async with sessions() as s:
-        return int((await s.execute(select(func.count()).select_from(HealthHour))).scalar()
-                   or 0)
+            if day:
+                await s.execute(text(
+                    f"INSERT INTO health_hours ({HOUR_COLUMNS}) SELECT "
+                    f"{HOUR_COLUMNS.replace('hour,', shifted + ',', 1)} FROM bench_day"))
+            written += int((await s.execute(text("SELECT count(*) FROM bench_day"))).scalar()
+                           or 0)
+        t0 = time.perf_counter()
+        packed += await store.pack_days(sessions, start + timedelta(days=day + 1, hours=1))
+        packing += time.perf_counter() - t0
+        if not sqlite:
+            engine = sessions.kw["bind"]
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.exec_driver_sql("VACUUM health_hours")
+    async with sessions.begin() as s:
+        await s.execute(text("DROP TABLE bench_day"))
+    return written, packed, packing
 
 
 async def measure_size(url: str, label: str, sites: int, delay: float) -> None:
@@ -437,38 +452,37 @@ async def measure_size(url: str, label: str, sites: int, delay: float) -> None:
         start = now - timedelta(days=DAYS)
         async with sessions.begin() as s:  # the sweep's own hour rows: replaced by 30 days'
             await s.execute(delete(HealthHour))
-        hours = await write_hours(sessions, ids, start, sqlite)
+        hours, packed, packing = await write_hours(sessions, ids, start, sqlite)
         incidents = await bulk(sessions, Incident, incident_rows(ids, start, DAYS, 4))
         outbox = await bulk(sessions, AlertOutbox, outbox_rows(ids, names, now, 1))
         async with sessions() as s:
+            days = int((await s.execute(select(func.count()).select_from(HealthDay))).scalar()
+                       or 0)
             if sqlite:
                 await s.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
                 path = Path(url.split(":///", 1)[1])
                 size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-                # health_hours with its indexes (dbstat names each b-tree).
-                hours_size = (await s.execute(text(
-                    "SELECT SUM(pgsize) FROM dbstat WHERE name = 'health_hours' OR name IN "
-                    "(SELECT name FROM sqlite_master WHERE tbl_name = 'health_hours')"))
-                ).scalar() or 0
-                index_size = (await s.execute(text(
+                # The two history tables with their indexes (dbstat names each b-tree); a
+                # page on the free list is reused by the next day's rows.
+                history = (await s.execute(text(
                     "SELECT SUM(pgsize) FROM dbstat WHERE name IN (SELECT name FROM "
-                    "sqlite_master WHERE tbl_name = 'health_hours' AND type = 'index')"))
+                    "sqlite_master WHERE tbl_name IN ('health_hours', 'health_days'))"))
                 ).scalar() or 0
-                where = "the file (and its -wal)"
+                free = (await s.execute(text("PRAGMA freelist_count"))).scalar() or 0
+                free *= (await s.execute(text("PRAGMA page_size"))).scalar() or 0
+                where = f"the file (and its -wal), {free / 2**20:.0f} MB of it free pages"
             else:
                 sizes = {t: (await s.execute(text(f"SELECT pg_total_relation_size('{t}')")
                                              )).scalar() or 0 for t in HEALTH_TABLES}
                 size = sum(sizes.values())
-                hours_size = sizes["health_hours"]
-                index_size = (await s.execute(text(
-                    "SELECT pg_indexes_size('health_hours')"))).scalar() or 0
+                history = sizes["health_hours"] + sizes["health_days"]
                 where = "pg_total_relation_size of " + ", ".join(HEALTH_TABLES)
     mb = size / 2**20
     report(f"{label}: database after {DAYS} days of {sites} sites x {len(COMPONENTS)} parts "
-           f"({hours} hourly rows, {incidents} incidents, {outbox} alerts kept)",
-           f"{mb:.0f} MB, {where}; of it health_hours {hours_size / 2**20:.0f} MB "
-           f"({index_size / 2**20:.0f} MB of that indexes, {hours_size / max(hours, 1):.0f} "
-           "bytes a row)",
+           f"({hours} hourly rows written, {incidents} incidents, {outbox} alerts kept)",
+           f"{mb:.0f} MB, {where}; of it the hourly history {history / 2**20:.0f} MB "
+           f"({packed} hourly rows packed into {days} rows of a day each morning, "
+           f"{packing / DAYS:.1f} s a morning)",
            f"< {SIZE_TARGET_MB:g} MB", mb < SIZE_TARGET_MB)
 
 

@@ -11,8 +11,9 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import JobQueue
 
-from bot.db.models import AuditLog, HealthHour, Incident, Operation, OpState
+from bot.db.models import AuditLog, HealthDay, HealthHour, Incident, Operation, OpState
 from bot.db.types import utcnow
+from bot.health import store as health_store
 from bot.operations import OperationView
 from jobs.daily import DailySnapshots
 
@@ -24,11 +25,16 @@ log = logging.getLogger(__name__)
 async def prune_history(sessions: async_sessionmaker[AsyncSession], *, days: int) -> int:
     """Drop what is older than ``days``: hourly health figures, ended incidents, the audit
     log and finished operations (never an active one, never an open incident)."""
-    cutoff = utcnow() - timedelta(days=days)
+    now = utcnow()
+    cutoff = now - timedelta(days=days)
+    # Finished days of hourly figures become one row per part and day (lossless).
+    await health_store.pack_days(sessions, now)
     removed = 0
     async with sessions.begin() as s:
         for stmt in (
             delete(HealthHour).where(HealthHour.hour < cutoff),
+            # A packed day goes once all of it is older than the cutoff.
+            delete(HealthDay).where(HealthDay.day <= cutoff - timedelta(days=1)),
             delete(Incident).where(Incident.ended_at.is_not(None), Incident.ended_at < cutoff),
             delete(AuditLog).where(AuditLog.at < cutoff),
             delete(Operation).where(

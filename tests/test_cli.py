@@ -61,7 +61,7 @@ def test_db_upgrade_and_current(cli_env: dict[str, str]) -> None:
     up = camreach(cli_env, "db", "upgrade")
     assert up.returncode == 0, up.stderr
     after = camreach(cli_env, "db", "current")
-    assert after.stdout.strip() == "0004"
+    assert after.stdout.strip() == "0005"
 
 
 def test_apply_list_show_status(cli_env: dict[str, str], site_file: Path) -> None:

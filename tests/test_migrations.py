@@ -24,7 +24,7 @@ async def test_upgrade_from_empty_matches_models(database_url: str) -> None:
         async with engine.connect() as conn:
             assert await conn.run_sync(diff) == []
             found = await conn.run_sync(tables)
-        assert await db.current_revision(engine) == "0004"
+        assert await db.current_revision(engine) == "0005"
     finally:
         await engine.dispose()
     expected = {"sites", "droplets", "routers", "modems", "vpn_peers", "cameras", "secrets",
@@ -39,6 +39,6 @@ async def test_upgrade_is_idempotent(database_url: str) -> None:
     await db.upgrade(database_url)
     engine = db.make_engine(database_url)
     try:
-        assert await db.current_revision(engine) == "0004"
+        assert await db.current_revision(engine) == "0005"
     finally:
         await engine.dispose()

@@ -217,6 +217,20 @@ class HealthHour(Base):
     value_count: Mapped[int] = mapped_column(SmallInteger, default=0)
 
 
+class HealthDay(Base):
+    """The hourly figures of one part's finished day, packed in one row (see
+    :mod:`bot.health.hourpack`): health_hours keeps the recent days, which sweeps update."""
+
+    __tablename__ = "health_days"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    component: Mapped[str] = mapped_column(String(80), primary_key=True)
+    day: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # 00:00 UTC
+    hours: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class SiteSweep(Base):
     """When a site's next check is due, and which process holds it now (a lease, as for
     operations: a dead worker's sites are taken over once its lease runs out)."""

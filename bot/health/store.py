@@ -21,11 +21,14 @@ from bot.db.models import (
     AlertOutbox,
     ComponentHealth,
     Droplet,
+    HealthDay,
     HealthHour,
     Router,
     Site,
     SiteSweep,
 )
+from bot.health import hourpack
+from bot.health.hourpack import Slot
 from bot.health.model import (
     MODEM,
     TUNNEL,
@@ -246,13 +249,76 @@ async def request_sweep(sessions: Sessions, site_ids: Sequence[int], now: dateti
 
 
 async def hours(sessions: Sessions, site: str, since: datetime) -> list[HourRow]:
+    """The site's hourly figures since ``since``: the recent hours' rows and the packed days
+    (an hour found in both, written late into a packed day, is counted once, merged)."""
+    first_day = since.replace(hour=0, minute=0, second=0, microsecond=0)
     async with sessions() as s:
-        rows = (await s.execute(
-            select(HealthHour).join(Site, Site.id == HealthHour.site_id)
-            .where(Site.name == site, HealthHour.hour >= since)
-            .order_by(HealthHour.hour))).scalars().all()
-    return [HourRow(r.component, r.hour, r.checks, r.up, r.value_min,
-                    r.value_sum / r.value_count if r.value_count else None) for r in rows]
+        site_id = (await s.execute(select(Site.id).where(Site.name == site))).scalar()
+        if site_id is None:
+            return []
+        recent = (await s.execute(select(HealthHour).where(
+            HealthHour.site_id == site_id, HealthHour.hour >= since))).scalars().all()
+        days = (await s.execute(select(HealthDay).where(
+            HealthDay.site_id == site_id, HealthDay.day >= first_day))).scalars().all()
+    slots: dict[tuple[str, datetime], Slot] = {}
+    for day in days:
+        for h, slot in hourpack.unpack(day.hours).items():
+            at = day.day + timedelta(hours=h)
+            if at >= since:
+                slots[(day.component, at)] = slot
+    for r in recent:
+        slot = Slot(r.checks, r.up, r.value_min, r.value_sum, r.value_count)
+        key = (r.component, r.hour)
+        slots[key] = hourpack.merge(slots[key], slot) if key in slots else slot
+    return [HourRow(component, at, v.checks, v.up, v.value_min,
+                    v.value_sum / v.value_count if v.value_count else None)
+            for (component, at), v in sorted(slots.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+def day_start(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def pack_days(sessions: Sessions, now: datetime, *, sites_at_once: int = 20) -> int:
+    """Pack the hourly rows of days before yesterday (UTC) into one row per part and day;
+    returns how many hourly rows were packed. Today and yesterday stay hourly: sweeps still
+    write the hour just ended. Each transaction takes its hourly rows by deleting them, so two
+    packers at once never count an hour twice."""
+    cutoff = day_start(now) - timedelta(days=1)
+    async with sessions() as s:
+        site_ids = (await s.execute(select(HealthHour.site_id).where(HealthHour.hour < cutoff)
+                                    .distinct())).scalars().all()
+    packed = 0
+    for i in range(0, len(site_ids), sites_at_once):
+        chunk = list(site_ids[i:i + sites_at_once])
+        async with sessions.begin() as s:
+            taken = (await s.execute(
+                delete(HealthHour).where(HealthHour.site_id.in_(chunk), HealthHour.hour < cutoff)
+                .returning(HealthHour.site_id, HealthHour.component, HealthHour.hour,
+                           HealthHour.checks, HealthHour.up, HealthHour.value_min,
+                           HealthHour.value_sum, HealthHour.value_count))).all()
+            by_day: dict[tuple[int, str, datetime], list[tuple[int, Slot]]] = {}
+            for site_id, component, hour, checks, up, vmin, vsum, count in taken:
+                day = day_start(hour)
+                by_day.setdefault((site_id, component, day), []).append(
+                    (int((hour - day).total_seconds() // 3600),
+                     Slot(checks, up, vmin, vsum, count)))
+            existing = {(d.site_id, d.component, d.day): hourpack.unpack(d.hours)
+                        for d in (await s.execute(
+                            select(HealthDay).where(HealthDay.site_id.in_(chunk),
+                                                    HealthDay.day < cutoff)
+                            .with_for_update())).scalars().all()}
+            rows = [{"site_id": site_id, "component": component, "day": day,
+                     "hours": hourpack.pack(hourpack.merge_into(
+                         existing.get((site_id, component, day), {}), slots))}
+                    for (site_id, component, day), slots in by_day.items()]
+            if rows:
+                stmt = dialect_insert(s, HealthDay.__table__)
+                await s.execute(stmt.on_conflict_do_update(
+                    index_elements=["site_id", "component", "day"],
+                    set_={"hours": stmt.excluded.hours}), rows)
+            packed += len(taken)
+    return packed
 
 
 # -- the outbox ------------------------------------------------------------------------------
