@@ -228,13 +228,14 @@ async def total_sweeps(sessions: store.Sessions) -> int:
 
 
 @asynccontextmanager
-async def bot_sweeping(sessions: store.Sessions, ids: list[int], delay: float,
-                       concurrency: int) -> AsyncIterator[None]:
+async def bot_sweeping(service: HealthService, sessions: store.Sessions, ids: list[int],
+                       delay: float, concurrency: int) -> AsyncIterator[None]:
     """The bot's own sweeper (CAMREACH_SWEEP_IN_BOT): Sweeper.run, poll 1 s, at the shortest
-    interval allowed (10 s), every site due at once to begin with."""
+    interval allowed (10 s), every site due at once to begin with; what it stores goes to the
+    bot's health view too, as HealthService.sweeper() wires it."""
     sweeper = Sweeper(sessions, SimProber(delay, cameras=CAMERAS),
                       HealthConfig(check_interval=10, sweep_concurrency=concurrency),
-                      lease_seconds=30)
+                      lease_seconds=30, on_stored=service.view.put)
     await store.request_sweep(sessions, ids, datetime.now(UTC))
     stop = asyncio.Event()
     running = asyncio.create_task(sweeper.run(stop))
@@ -246,11 +247,12 @@ async def bot_sweeping(sessions: store.Sessions, ids: list[int], delay: float,
 
 
 @asynccontextmanager
-async def sweeping_passes(sessions: store.Sessions, ids: list[int], delay: float,
-                          concurrency: int) -> AsyncIterator[None]:
-    """Sweeps of every site, one after the other, in this process."""
+async def sweeping_passes(service: HealthService, sessions: store.Sessions, ids: list[int],
+                          delay: float, concurrency: int) -> AsyncIterator[None]:
+    """Sweeps of every site, one after the other, in this process (wired as the bot's)."""
     sweeper = Sweeper(sessions, SimProber(delay, cameras=CAMERAS),
-                      HealthConfig(sweep_concurrency=concurrency), lease_seconds=30)
+                      HealthConfig(sweep_concurrency=concurrency), lease_seconds=30,
+                      on_stored=service.view.put)
     stop = asyncio.Event()
 
     async def loop() -> None:
@@ -304,17 +306,22 @@ async def measure_status(url: str, label: str, sites: int, delay: float, concurr
                                 lease_seconds=30)
         await sweep_all(service.sweeper(), sessions, ids)  # every part has a state to show
         await service.sweeper().close()
-        scenarios: list[tuple[str, Callable[[], Any]]] = [
-            ("idle", lambda: nullcontext()),
-            (f"while this process sweeps them as the bot does (Sweeper.run, interval 10 s, "
-             f"concurrency {DEFAULT_CONCURRENCY})",
-             lambda: bot_sweeping(sessions, ids, delay, DEFAULT_CONCURRENCY)),
-            (f"while this process sweeps all of them, pass after pass (concurrency "
-             f"{concurrency})", lambda: sweeping_passes(sessions, ids, delay, concurrency)),
+        # (name, load, held to the target). The last one is a stress test, not the bot's
+        # life: a new pass of all 500 sites the moment one ends, some 1500 sweeps a second
+        # in the bot's own loop, where 500 sites at the default interval make 8.
+        scenarios: list[tuple[str, Callable[[], Any], bool]] = [
+            ("idle", lambda: nullcontext(), True),
+            *[(f"while this process sweeps them as the bot does (Sweeper.run, interval 10 s, "
+               f"concurrency {c}, all due at once)",
+               lambda c=c: bot_sweeping(service, sessions, ids, delay, c), True)
+              for c in sorted({DEFAULT_CONCURRENCY, concurrency})],
             (f"while a worker process sweeps them all the time (concurrency {concurrency})",
-             lambda: worker_sweeping(url, sessions, sites, delay, concurrency)),
+             lambda: worker_sweeping(url, sessions, sites, delay, concurrency), True),
+            (f"while this process sweeps all of them, pass after pass (concurrency "
+             f"{concurrency}; a stress test)",
+             lambda: sweeping_passes(service, sessions, ids, delay, concurrency), False),
         ]
-        for name, load in scenarios:
+        for name, load, targeted in scenarios:
             async with load():
                 before = await total_sweeps(sessions)
                 lat = await status_times(service, sites, calls)
@@ -323,7 +330,8 @@ async def measure_status(url: str, label: str, sites: int, delay: float, concurr
             report(f"{label}: /status with {sites} sites, {name}",
                    f"p50 {pct(lat, 0.5) * 1000:.0f} ms, p95 {p95:.0f} ms, max "
                    f"{max(lat) * 1000:.0f} ms (n={len(lat)}; {swept} site sweeps meanwhile)",
-                   f"p95 < {STATUS_TARGET_MS:g} ms", p95 < STATUS_TARGET_MS)
+                   f"p95 < {STATUS_TARGET_MS:g} ms" if targeted else "",
+                   p95 < STATUS_TARGET_MS if targeted else None)
 
 
 # -- (c) thirty days ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from bot.health.judge import Known, judge
 from bot.health.machine import Machine, Thresholds
 from bot.health.model import Probe, State
 from bot.health.sweep import Sweeper
+from bot.health.view import HealthView
 from bot.leases import Owner
 from bot.settings import Settings
 from bot.site import parse_site
@@ -360,6 +361,30 @@ async def test_status_follows_what_another_process_writes(core: Core, settings: 
         assert [h.site for h in await core.health(None)] == ["farm"]
     finally:
         await worker.close()
+
+
+async def test_this_processs_sweeps_reach_its_view_without_a_read(core: Core) -> None:
+    """The bot's own sweeper hands what it committed to the bot's view: /status during its
+    sweeps reads no part rows again, and shows exactly what a fresh read would."""
+    await add_site(core, "farm")
+    service, prober = core.health_service, Scripted()
+    service.prober = prober
+    assert [h.site for h in await service.sites(None)] == ["farm"]
+    view = service.view
+    read = view.parts_read
+    await service.sweeper().sweep_now([await service_id(core, "farm")])
+    (pushed,) = view.sites(["farm"], utcnow())  # no refresh yet: the sweeper's own rows
+    assert {v.state for v in pushed.components.values()} == {"ok"}
+    await service.sites(None)
+    assert view.parts_read == read  # nothing to read again
+    fresh = HealthView(core.sessions)
+    await fresh.refresh()
+    assert fresh.sites(["farm"], utcnow()) == [pushed]
+
+
+async def service_id(core: Core, name: str) -> int:
+    async with core.sessions() as s:
+        return (await s.execute(select(Site.id).where(Site.name == name))).scalar_one()
 
 
 @pytest.mark.parametrize("text, seconds", [("30m", 1800), ("2h", 7200), ("1d", 86400),

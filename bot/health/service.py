@@ -59,7 +59,8 @@ class HealthService:
         """The sweeper of this process (one per process: its leases carry one owner)."""
         if self._sweeper is None:
             self._sweeper = Sweeper(self._sessions, self.prober, self.config, owner=owner,
-                                    lease_seconds=self.lease_seconds, metrics=self.metrics)
+                                    lease_seconds=self.lease_seconds, metrics=self.metrics,
+                                    on_stored=self.view.put)
         return self._sweeper
 
     async def sites(self, names: Sequence[str] | None = None) -> list[SiteHealth]:

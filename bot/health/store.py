@@ -153,17 +153,18 @@ async def release(s: AsyncSession, owner: Owner, site_id: int, *, next_due: date
 
 
 async def hold(s: AsyncSession, owner: Owner, site_ids: Sequence[int]
-               ) -> dict[int, datetime | None]:
-    """Of these sites, those ``owner`` still holds (with their ``muted_until``), locked for
-    the rest of the transaction. An ``UPDATE``, so that it takes SQLite's write lock first:
-    nobody can take a site over between this check and the writes after it."""
+               ) -> dict[int, tuple[datetime | None, int]]:
+    """Of these sites, those ``owner`` still holds, with their ``muted_until`` and sweep
+    count, locked for the rest of the transaction. An ``UPDATE``, so that it takes SQLite's
+    write lock first: nobody can take a site over between this check and the writes after
+    it."""
     rows = (await s.execute(
         update(SiteSweep).where(SiteSweep.site_id.in_(site_ids),
                                 SiteSweep.owner_token == owner.token)
         .values(owner_token=SiteSweep.owner_token)
-        .returning(SiteSweep.site_id, SiteSweep.muted_until)
+        .returning(SiteSweep.site_id, SiteSweep.muted_until, SiteSweep.sweeps)
         .execution_options(synchronize_session=False))).all()
-    return dict(rows)
+    return {site_id: (muted, sweeps) for site_id, muted, sweeps in rows}
 
 
 async def latest_parts(s: AsyncSession, site_ids: Sequence[int]

@@ -33,6 +33,11 @@ from bot.site import SiteSpec
 log = logging.getLogger(__name__)
 
 
+# After a commit: each stored site's sweep count and part rows (component_health's columns),
+# exactly what was written; the health view of this process takes them without a read.
+OnStored = Callable[[dict[int, tuple[int, list[dict[str, Any]]]]], None]
+
+
 class Prober(Protocol):
     async def probe(self, site: str) -> list[Probe]: ...
 
@@ -59,7 +64,7 @@ class Sweeper:
         self, sessions: store.Sessions, prober: Prober, config: HealthConfig, *,
         owner: Owner | None = None, lease_seconds: float = 30.0,
         metrics: HealthMetrics | None = None, clock: Callable[[], datetime] = utcnow,
-        site_timeout: float = 60.0, write_batch: int = 50,
+        site_timeout: float = 60.0, write_batch: int = 50, on_stored: OnStored | None = None,
     ) -> None:
         self._sessions = sessions
         self._prober = prober
@@ -70,8 +75,10 @@ class Sweeper:
         self._clock = clock
         self.site_timeout = site_timeout
         self.write_batch = write_batch  # sites a transaction stores at most
+        self.on_stored = on_stored
         self._inflight: dict[int, asyncio.Task[SiteResult | None]] = {}
         self._queue: asyncio.Queue[_Done] = asyncio.Queue()
+        self._specs: dict[int, tuple[dict[str, Any], SiteSpec]] = {}
         self._writer: asyncio.Task[None] | None = None
         self._heartbeat = Heartbeat(self._renew, max(lease_seconds / 3, 0.2))
 
@@ -96,10 +103,19 @@ class Sweeper:
         cams = [camera_component(c.name) for c in spec.cameras]
         return probes + [Probe(c, None, "not checked") for c in [*PARTS, *cams] if c not in seen]
 
+    def _spec(self, claimed: store.Claimed) -> SiteSpec:
+        # Validating a spec costs more than the rest of a site's sweep; it rarely changes.
+        known = self._specs.get(claimed.site_id)
+        if known is not None and known[0] == claimed.spec:
+            return known[1]
+        spec = SiteSpec.model_validate(claimed.spec)
+        self._specs[claimed.site_id] = (claimed.spec, spec)
+        return spec
+
     async def sweep(self, claimed: store.Claimed) -> SiteResult:
         """Probe one leased site; its results are stored with those of the other sites done
         meanwhile (only if the lease still holds)."""
-        spec = SiteSpec.model_validate(claimed.spec)
+        spec = self._spec(claimed)
         probes = await self._probe(claimed, spec)
         done = _Done(claimed, spec, probes, asyncio.get_running_loop().create_future())
         await self._queue.put(done)
@@ -141,6 +157,7 @@ class Sweeper:
             parts: list[dict[str, Any]] = []
             hours: list[tuple[int, str, bool, float | None]] = []
             eventful: list[tuple[_Done, Verdict]] = []
+            written: dict[int, tuple[int, list[dict[str, Any]]]] = {}
             for n, d in enumerate(batch, 1):
                 if n % 10 == 0:  # judging is CPU: let /status and the others in between
                     await asyncio.sleep(0)
@@ -150,12 +167,14 @@ class Sweeper:
                              d.claimed.name)
                     out[site_id] = SiteResult(d.claimed.name, d.probes, None)
                     continue
-                verdict, next_due = self._judge(d, stored.get(site_id, {}), held[site_id], now)
+                muted_until, count = held[site_id]
+                verdict, next_due = self._judge(d, stored.get(site_id, {}), muted_until, now)
                 out[site_id] = SiteResult(d.claimed.name, d.probes, verdict)
                 due.append((site_id, next_due))
                 rows = stored.get(site_id, {})
-                parts += [_part_row(site_id, j, rows.get(j.component), now)
-                          for j in verdict.parts]
+                mine = [_part_row(site_id, j, rows.get(j.component), now) for j in verdict.parts]
+                parts += mine
+                written[site_id] = (count + 1, mine)
                 hours += [(site_id, j.component, bool(j.probe.ok),
                            store.key_value(j.component, j.probe.figures))
                           for j in verdict.parts if j.probe.ok is not None]
@@ -168,6 +187,8 @@ class Sweeper:
                 await self._store_incidents(s, d.claimed.site_id, verdict, now)
                 await self._store_alerts(s, d.claimed.site_id, verdict, bool(d.spec.cameras),
                                          now)
+        if self.on_stored is not None:
+            self.on_stored(written)
         if self.metrics is not None:
             for result in out.values():
                 self._record(result)

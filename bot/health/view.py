@@ -49,6 +49,20 @@ class _Site:
     built_with: tuple[datetime | None, IncidentView | None] | None = None
 
 
+@dataclass(frozen=True)
+class _Row:
+    """A part row as the sweeper wrote it (the columns _set_parts reads, and the rest)."""
+
+    site_id: int
+    component: str
+    state: str
+    since: datetime | None
+    checked_at: datetime | None
+    summary: str
+    figures: dict[str, Any]
+    machine: dict[str, Any]
+
+
 def _unknown(component: str) -> ComponentView:
     return ComponentView(component, State.UNKNOWN, None, None, "not checked yet")
 
@@ -69,6 +83,7 @@ class HealthView:
         self._lock = asyncio.Lock()
         self._started = 0  # refreshes begun; the one whose results the view holds:
         self._held = 0
+        self.parts_read = 0  # sites whose part rows a refresh had to read (for tests)
 
     async def refresh(self) -> None:
         """Bring the view up to what the database holds now. Callers that arrive while a
@@ -118,6 +133,7 @@ class HealthView:
                 select(inc.site_id, inc.target, inc.started_at, inc.ended_at, inc.cause,
                        inc.alerts_sent)
                 .where(inc.ended_at.is_(None)).order_by(inc.started_at))).all()
+        self.parts_read += len(moved)
         for site_id in moved:
             self._set_parts(site_id, sweeps.get(site_id, (None, None))[0], rows[site_id])
         self._mutes = {site_id: muted for site_id, (_, muted) in sweeps.items()
@@ -146,6 +162,15 @@ class HealthView:
             row = rows.get(comp)
             site.views[comp] = _unknown(comp) if row is None else ComponentView(
                 comp, row.state, row.since, row.checked_at, row.summary, row.figures or {})
+
+    def put(self, written: dict[int, tuple[int, list[dict[str, Any]]]]) -> None:
+        """What this process's sweeper just committed (see ``Sweeper.on_stored``): taken as
+        the next refresh would read it, so that refresh has nothing to read again. A refresh
+        running meanwhile may lay older rows over these; their count is older too, so the
+        refresh after reads them again."""
+        for site_id, (sweeps, rows) in written.items():
+            if site_id in self._sites:
+                self._set_parts(site_id, sweeps, {r["component"]: _Row(**r) for r in rows})
 
     def sites(self, names: Sequence[str] | None, now: datetime) -> list[SiteHealth]:
         """The sites (all when ``names`` is None) as of the last refresh, by name."""
