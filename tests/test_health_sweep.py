@@ -11,7 +11,16 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.core import Core
-from bot.db.models import AlertOutbox, Droplet, HealthHour, Incident, Router, Site, SiteSweep
+from bot.db.models import (
+    AlertOutbox,
+    ComponentHealth,
+    Droplet,
+    HealthHour,
+    Incident,
+    Router,
+    Site,
+    SiteSweep,
+)
 from bot.db.types import utcnow
 from bot.health import store
 from bot.health.config import HealthConfig
@@ -385,6 +394,33 @@ async def test_this_processs_sweeps_reach_its_view_without_a_read(core: Core) ->
 async def service_id(core: Core, name: str) -> int:
     async with core.sessions() as s:
         return (await s.execute(select(Site.id).where(Site.name == name))).scalar_one()
+
+
+async def test_a_site_whose_results_cannot_be_stored_loses_only_its_own(core: Core) -> None:
+    """Sites finished together are stored in one transaction; one that breaks it (here a
+    figure no JSON column takes) is retried on its own later, the others are stored now."""
+    farm, shop = await add_site(core, "farm"), await add_site(core, "shop")
+
+    class Broken(Scripted):
+        async def probe(self, site: str) -> list[Probe]:
+            got = await super().probe(site)
+            if site != "shop":
+                return got
+            return [Probe(p.component, p.ok, p.summary, {"odd": object()})  # type: ignore[dict-item]
+                    for p in got]
+
+    clock = Clock()
+    sw = sweeper(core, Broken(), clock)
+    results = await sw.sweep_now([farm, shop])
+    assert [r.site for r in results] == ["farm"]
+    async with core.sessions() as s:
+        stored = sorted((await s.execute(select(ComponentHealth.site_id).distinct())
+                         ).scalars().all())
+        rows = {r.site_id: r for r in (await s.execute(select(SiteSweep))).scalars().all()}
+    assert stored == [farm]
+    assert rows[farm].sweeps == 1 and rows[shop].sweeps == 0
+    assert rows[shop].owner_token is None  # released, due again after the retry interval
+    assert rows[shop].next_due_at > clock()
 
 
 @pytest.mark.parametrize("text, seconds", [("30m", 1800), ("2h", 7200), ("1d", 86400),

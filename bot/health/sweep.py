@@ -133,19 +133,24 @@ class Sweeper:
             batch = [await self._queue.get()]
             while len(batch) < self.write_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            batch = [d for d in batch if not d.stored.done()]  # its sweep was cancelled
-            if not batch:
-                continue
-            try:
-                results = await self._store(batch)
-            except Exception as exc:  # each sweep fails (and is retried later) on its own
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Done]) -> None:
+        batch = [d for d in batch if not d.stored.done()]  # its sweep was cancelled
+        if not batch:
+            return
+        try:
+            results = await self._store(batch)
+        except Exception as exc:
+            if len(batch) > 1:  # one site's bad data must not lose the others' results
                 for d in batch:
-                    if not d.stored.done():
-                        d.stored.set_exception(exc)
-                continue
-            for d in batch:
-                if not d.stored.done():
-                    d.stored.set_result(results[d.claimed.site_id])
+                    await self._write([d])
+            elif not batch[0].stored.done():  # that sweep fails, and is retried later
+                batch[0].stored.set_exception(exc)
+            return
+        for d in batch:
+            if not d.stored.done():
+                d.stored.set_result(results[d.claimed.site_id])
 
     async def _store(self, batch: Sequence[_Done]) -> dict[int, SiteResult]:
         now = self._clock()
