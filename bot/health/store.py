@@ -252,7 +252,7 @@ async def request_sweep(sessions: Sessions, site_ids: Sequence[int], now: dateti
 async def hours(sessions: Sessions, site: str, since: datetime) -> list[HourRow]:
     """The site's hourly figures since ``since``: the recent hours' rows and the packed days
     (an hour found in both, written late into a packed day, is counted once, merged)."""
-    first_day = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day = day_start(since)
     async with sessions() as s:
         site_id = (await s.execute(select(Site.id).where(Site.name == site))).scalar()
         if site_id is None:

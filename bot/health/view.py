@@ -12,7 +12,7 @@ what it shows is always the database's, read a moment ago.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -49,20 +49,6 @@ class _Site:
     built_with: tuple[datetime | None, IncidentView | None] | None = None
 
 
-@dataclass(frozen=True)
-class _Row:
-    """A part row as the sweeper wrote it (the columns _set_parts reads, and the rest)."""
-
-    site_id: int
-    component: str
-    state: str
-    since: datetime | None
-    checked_at: datetime | None
-    summary: str
-    figures: dict[str, Any]
-    machine: dict[str, Any]
-
-
 def _unknown(component: str) -> ComponentView:
     return ComponentView(component, State.UNKNOWN, None, None, "not checked yet")
 
@@ -81,8 +67,8 @@ class HealthView:
         self._mutes: dict[int, datetime] = {}
         self._incidents: dict[int, IncidentView] = {}
         self._lock = asyncio.Lock()
-        self._started = 0  # refreshes begun; the one whose results the view holds:
-        self._held = 0
+        self._started = 0  # refreshes begun
+        self._held = 0  # the one whose results the view holds
         self.parts_read = 0  # sites whose part rows a refresh had to read (for tests)
 
     async def refresh(self) -> None:
@@ -121,13 +107,14 @@ class HealthView:
                 del self._sites[gone]
             moved = [site_id for site_id in present
                      if self._sites[site_id].sweeps != sweeps.get(site_id, (None, None))[0]]
-            rows: dict[int, dict[str, Any]] = {site_id: {} for site_id in moved}
+            rows: dict[int, dict[str, Mapping[Any, Any]]] = {site_id: {} for site_id in moved}
             ch = ComponentHealth
             for chunk in _chunks(moved):
                 for part in (await s.execute(
                         select(ch.site_id, ch.component, ch.state, ch.since, ch.checked_at,
-                               ch.summary, ch.figures).where(ch.site_id.in_(chunk)))).all():
-                    rows[part.site_id][part.component] = part
+                               ch.summary, ch.figures).where(ch.site_id.in_(chunk))
+                )).mappings().all():
+                    rows[part["site_id"]][part["component"]] = part
             inc = Incident
             open_incidents = (await s.execute(
                 select(inc.site_id, inc.target, inc.started_at, inc.ended_at, inc.cause,
@@ -154,14 +141,17 @@ class HealthView:
         self._sites[row.id] = _Site(row.name, row.updated_at, ordered([*PARTS, *cams]),
                                     spec.get("timezone"))
 
-    def _set_parts(self, site_id: int, sweeps: int | None, rows: dict[str, Any]) -> None:
+    def _set_parts(self, site_id: int, sweeps: int | None,
+                   rows: Mapping[str, Mapping[Any, Any]]) -> None:
+        """A site's parts from component_health rows (as read, or as the sweeper wrote them)."""
         site = self._sites[site_id]
         site.sweeps, site.built = sweeps, None
         site.views = {}
         for comp in site.components:
             row = rows.get(comp)
             site.views[comp] = _unknown(comp) if row is None else ComponentView(
-                comp, row.state, row.since, row.checked_at, row.summary, row.figures or {})
+                comp, row["state"], row["since"], row["checked_at"], row["summary"],
+                row["figures"] or {})
 
     def put(self, written: dict[int, tuple[int, list[dict[str, Any]]]]) -> None:
         """What this process's sweeper just committed (see ``Sweeper.on_stored``): taken as
@@ -170,7 +160,7 @@ class HealthView:
         refresh after reads them again."""
         for site_id, (sweeps, rows) in written.items():
             if site_id in self._sites:
-                self._set_parts(site_id, sweeps, {r["component"]: _Row(**r) for r in rows})
+                self._set_parts(site_id, sweeps, {r["component"]: r for r in rows})
 
     def sites(self, names: Sequence[str] | None, now: datetime) -> list[SiteHealth]:
         """The sites (all when ``names`` is None) as of the last refresh, by name."""
